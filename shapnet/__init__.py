@@ -1,0 +1,38 @@
+"""shapnet: Shapley Explanation Networks (Wang, Wang & Inouye, ICLR 2021) on current PyTorch.
+
+Models whose forward pass computes the Shapley values of their own prediction.
+"""
+
+from . import datasets, regularizers
+from .exact import exact_shapley
+from .explanation import ShapleyExplanation
+from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups
+from .io import load, save
+from .layers import ShapleyConv2d, ShapleyLayer
+from .models import DeepShapNet, ShallowShapNet, ShapNet, Stage, VisionShapNet
+from .modules import GroupedMLP
+from .pruning import Pruning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeepShapNet",
+    "GroupedMLP",
+    "Pruning",
+    "ShallowShapNet",
+    "ShapNet",
+    "ShapleyConv2d",
+    "ShapleyExplanation",
+    "ShapleyLayer",
+    "Stage",
+    "VisionShapNet",
+    "butterfly_groups",
+    "datasets",
+    "disjoint_groups",
+    "exact_shapley",
+    "gam_groups",
+    "load",
+    "pair_groups",
+    "regularizers",
+    "save",
+]

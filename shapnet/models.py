@@ -1,0 +1,405 @@
+"""Shallow, Deep and Vision ShapNets (DESIGN §3-5).
+
+Every model maps ``forward(x) -> (B, K)`` logits and ``explain(x) -> ShapleyExplanation``. The Shapley
+values are computed in the same pass as the prediction, so they cost nothing extra at test time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ._validation import check_input, check_positive_int, check_reference
+from .explanation import ShapleyExplanation
+from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups, padded_size
+from .layers import ShapleyConv2d, ShapleyLayer, normalize_groups
+from .pruning import Pruning, as_pruning, prune_features
+
+__all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
+
+
+class ShapNet(nn.Module):
+    """What every ShapNet shares: input checks, ``forward`` from ``explain``, and a saved config."""
+
+    input_shape: tuple[int, ...]
+    reference: torch.Tensor
+
+    def __init__(self, **config: object) -> None:
+        super().__init__()
+        self._config = config
+
+    @property
+    def config(self) -> dict:
+        """Constructor arguments (JSON-like), for :func:`shapnet.save`."""
+        return dict(self._config)
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self._config.get("n_outputs", self._config.get("n_classes")))  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` for ``x`` of shape ``(B, *input_shape)``."""
+        return self._explain(check_input(x, self.input_shape), None, False).predictions
+
+    def explain(
+        self, x: torch.Tensor, *, baseline: torch.Tensor | None = None, layers: bool = False
+    ) -> ShapleyExplanation:
+        """Shapley values of the prediction at ``x``.
+
+        Args:
+            x: ``(B, *input_shape)``.
+            baseline: None (the model's reference) or a baseline: any baseline is exact for a
+                :class:`ShallowShapNet`; Deep and Vision ShapNets accept only their own reference.
+            layers: also return every layer's representation.
+        """
+        x = check_input(x, self.input_shape)
+        if baseline is not None:
+            baseline = self._check_baseline(baseline, x)
+        return self._explain(x, baseline, layers)
+
+    def _check_baseline(self, baseline: object, x: torch.Tensor) -> torch.Tensor | None:
+        base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+        ref = self.reference.to(x)
+        try:
+            same = bool((torch.broadcast_to(base, x.shape) == ref).all())
+        except RuntimeError as err:
+            raise ValueError(
+                f"baseline must broadcast to the input's shape {tuple(x.shape)}, got {tuple(base.shape)}."
+            ) from err
+        if same:
+            return None
+        raise ValueError(
+            f"{type(self).__name__} cannot explain against a baseline other than its own reference: in a "
+            "deep ShapNet the reference is part of the model (every layer after the first treats 0 as "
+            "'absent'), so values against another baseline are not defined. Pass baseline=None, or "
+            "model.reference, or train the model with the reference you need (or use a ShallowShapNet, "
+            "which is exact for any baseline)."
+        )
+
+    def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
+        raise NotImplementedError  # each model defines it  # pragma: no cover
+
+
+class ShallowShapNet(ShapNet):
+    """A single Shapley layer whose output is the prediction: ``y = sum_m f_m(x_{G_m})``.
+
+    Its explanation is *exact* for any reference, so ``explain(x, baseline=...)`` works for any baseline.
+
+    Args:
+        n_features: ``F``.
+        n_outputs: ``K``.
+        groups: ``"gam"`` (one module per feature), ``"disjoint"`` (consecutive groups of
+            ``group_size``), ``"pairs"`` (all pairs) or an explicit list of index tuples.
+        group_size: for ``"disjoint"``.
+        hidden: hidden widths of each module's MLP.
+        activation: inner activation.
+        reference: ``(F,)``; default zeros.
+
+    Shape:
+        ``x``: ``(B, F)``; ``forward``: ``(B, K)``; ``explain(x).values``: ``(B, F, K)``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        *,
+        groups: str | Sequence[Sequence[int]] = "pairs",
+        group_size: int = 2,
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+        reference: object = None,
+    ) -> None:
+        check_positive_int(n_features, "n_features")
+        check_positive_int(n_outputs, "n_outputs")
+        if isinstance(groups, str):
+            builders = {
+                "gam": lambda: gam_groups(n_features),
+                "disjoint": lambda: disjoint_groups(n_features, group_size),
+                "pairs": lambda: pair_groups(n_features) if n_features > 1 else gam_groups(1),
+            }
+            if groups not in builders:
+                raise ValueError(
+                    f"groups must be one of {sorted(builders)} or a list of index tuples, got {groups!r}."
+                )
+            group_list = builders[groups]()
+        else:
+            group_list = normalize_groups(groups, n_features)
+        config_groups = groups if isinstance(groups, str) else [list(g) for g in group_list]
+        super().__init__(
+            n_features=n_features, n_outputs=n_outputs, groups=config_groups, group_size=group_size,
+            hidden=list(hidden), activation=activation,
+        )
+        self.input_shape = (n_features,)
+        self.register_buffer("reference", check_reference(reference, (n_features,)))
+        self.layer = ShapleyLayer(
+            group_list, 1, n_outputs, hidden=hidden, activation=activation, n_features=n_features
+        )
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.input_shape[0]}, n_outputs={self.n_outputs}, groups={self._config['groups']!r}"
+
+    def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
+        ref = self.reference.to(x) if baseline is None else baseline
+        ref_fm = ref.T.unsqueeze(-1) if ref.dim() == 2 else ref.unsqueeze(-1)  # (F, B, 1) or (F, 1)
+        delta = (x.T - (ref.T if ref.dim() == 2 else ref.unsqueeze(1))).unsqueeze(-1)  # (F, B, 1)
+        out = self.layer.forward_features(delta, ref_fm)
+        values = out.values.transpose(0, 1)  # (B, F, K)
+        base = out.base.expand(x.shape[0], -1)
+        predictions = base + values.sum(1)
+        return ShapleyExplanation(
+            values, base, predictions, self.input_shape, [values] if layers else None, None
+        )
+
+    def _check_baseline(self, baseline: object, x: torch.Tensor) -> torch.Tensor:
+        base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+        if base.dim() == 0:
+            base = base.expand(x.shape[1])
+        if tuple(base.shape) not in ((x.shape[1],), tuple(x.shape)) and tuple(base.shape) != (1, x.shape[1]):
+            raise ValueError(
+                f"baseline must have shape ({x.shape[1]},) or (B, {x.shape[1]}) = {tuple(x.shape)}, "
+                f"got {tuple(base.shape)}."
+            )
+        if not bool(torch.isfinite(base).all()):
+            raise ValueError("baseline must be finite, but it contains NaN or inf.")
+        return base.squeeze(0) if base.dim() == 2 and base.shape[0] == 1 and x.shape[0] != 1 else base
+
+
+class DeepShapNet(ShapNet):
+    """Stacked Shapley layers with butterfly connectivity (DESIGN §4).
+
+    ``Phi^(0) = x - r``; each layer ``l`` is a :class:`ShapleyLayer` on the previous representation
+    (reference 0 after the first layer), with an optional residual; ``y = beta + sum_i Phi^(L)_i``.
+    Local accuracy (``sum_i Phi^(L)_i = y(x) - y(r)``) and missingness hold exactly; the values are an
+    approximation of the Shapley values of ``y`` (see :func:`shapnet.regularizers.shapley_consistency`).
+
+    Args:
+        n_features: ``F``; any ``F`` works, padded to ``k**L`` with features that stay at the reference.
+        n_outputs: ``K``.
+        channels: channels of every hidden stage (an int) or one entry per hidden stage (``depth - 1``).
+        depth: number of layers; default ``L = ceil(log_k F)`` (one full butterfly).
+        group_size: ``k`` (radix of the butterfly).
+        hidden: hidden widths of each module's MLP.
+        activation: inner activation.
+        residual: add ``Phi^(l-1)`` to ``Phi^(l)`` where the channel counts match.
+        reference: ``(F,)``; default zeros.
+        prune: None, a fraction, a dict or a :class:`~shapnet.pruning.Pruning`.
+
+    Shape:
+        ``x``: ``(B, F)``; ``forward``: ``(B, K)``; ``explain(x).values``: ``(B, F, K)``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        *,
+        channels: int | Sequence[int] = 16,
+        depth: int | None = None,
+        group_size: int = 2,
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+        residual: bool = True,
+        reference: object = None,
+        prune: float | dict | Pruning | None = None,
+    ) -> None:
+        check_positive_int(n_features, "n_features")
+        check_positive_int(n_outputs, "n_outputs")
+        n_padded, n_stages = padded_size(n_features, group_size)
+        depth = n_stages if depth is None else check_positive_int(depth, "depth")
+        if isinstance(channels, int):
+            channels = [channels] * (depth - 1)
+        channels = [int(c) for c in channels]
+        if len(channels) != depth - 1:
+            raise ValueError(
+                f"channels must be an int or a list with one entry per hidden stage (depth - 1 = {depth - 1}), "
+                f"got {len(channels)} entries: {channels}."
+            )
+        pruning = as_pruning(prune)
+        super().__init__(
+            n_features=n_features, n_outputs=n_outputs, channels=channels, depth=depth, group_size=group_size,
+            hidden=list(hidden), activation=activation, residual=residual,
+            prune=None if pruning is None else pruning.to_dict(),
+        )
+        self.input_shape = (n_features,)
+        self.n_padded, self.residual, self.pruning = n_padded, residual, pruning
+        self.register_buffer("reference", check_reference(reference, (n_features,)))
+        widths = [1, *channels, n_outputs]
+        self.layers = nn.ModuleList(
+            ShapleyLayer(
+                butterfly_groups(n_padded, group_size, stage), widths[stage], widths[stage + 1],
+                hidden=hidden, activation=activation, n_features=n_padded,
+            )
+            for stage in range(depth)
+        )
+        self.bias = nn.Parameter(torch.zeros(n_outputs))
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_features={self.input_shape[0]}, n_padded={self.n_padded}, n_outputs={self.n_outputs}, "
+            f"residual={self.residual}, prune={self.pruning}"
+        )
+
+    def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
+        batch, n_features = x.shape
+        ref = self.reference.to(x)
+        pad = self.n_padded - n_features
+        # Feature-major (F_pad, B, 1); padding features equal their reference (delta 0, reference 0).
+        delta = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
+        ref_fm = torch.nn.functional.pad(ref, (0, pad)).unsqueeze(-1)
+        rep, collected, skipped = delta, [], []
+        sparse = self.pruning is not None
+        for index, layer in enumerate(self.layers):
+            out = layer.forward_features(rep, ref_fm if index == 0 else None, sparse=sparse and index > 0)
+            new = out.values
+            if self.residual and new.shape[-1] == rep.shape[-1]:
+                new = new + rep
+            if sparse and index < len(self.layers) - 1:
+                new = prune_features(new, *self.pruning.for_layer(index), n_real=n_features)
+            skipped.append(out.skipped)
+            rep = new
+            if layers:
+                collected.append(rep[:n_features].transpose(0, 1))
+        values = rep[:n_features].transpose(0, 1)  # (B, F, K)
+        base = self.bias.unsqueeze(0).expand(batch, -1)
+        predictions = base + values.sum(1)
+        return ShapleyExplanation(
+            values, base, predictions, self.input_shape, collected if layers else None,
+            sum(skipped[1:]) / max(1, len(skipped) - 1) if sparse else None,
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One Shapley-convolution stage of a :class:`VisionShapNet`.
+
+    Args:
+        out_channels: channels produced from the transformed channels.
+        kernel_size, stride, padding, dilation: window placement, as in ``nn.Conv2d``.
+        hidden: hidden widths of the shared inner MLP.
+        split: transform only the first ``split`` channels and pass the rest through (None: all).
+    """
+
+    out_channels: int
+    kernel_size: int = 2
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    hidden: tuple[int, ...] = (32,)
+    split: int | None = None
+
+
+DEFAULT_STAGES = (
+    Stage(16, kernel_size=2, dilation=1, hidden=(32,)),
+    Stage(32, kernel_size=2, dilation=2, hidden=(64,)),
+    Stage(32, kernel_size=2, dilation=4, hidden=(64,), split=16),
+    Stage(32, kernel_size=2, dilation=8, hidden=(64,), split=32),
+)
+
+
+class VisionShapNet(ShapNet):
+    """A deep ShapNet for images: stacked Shapley convolutions, then a per-pixel readout (DESIGN §5).
+
+    Features are pixels. Each stage applies one shared Shapley module to every window and keeps the
+    representation on the input grid, ``(B, C_l, H, W)``; with ``split`` a stage transforms only its first
+    channels and passes the rest through (as in RealNVP/Glow). A final 1x1 Shapley stage maps to ``K``
+    channels, and the logits are the sum over pixels plus a bias. Growing dilations widen the receptive
+    field. The default stages (2x2 windows, dilations 1, 2, 4, 8) suit 28x28 grey images.
+
+    Args:
+        in_channels: ``C``.
+        n_classes: ``K``.
+        stages: the hidden :class:`Stage` s (dicts are accepted).
+        image_size: ``(H, W)``; default ``(28, 28)``.
+        readout_hidden: hidden widths of the final 1x1 stage.
+        activation: inner activation.
+        residual: add a stage's input to its output where the channel counts match.
+        reference: ``(C,)`` or ``(C, H, W)``; default zeros.
+        prune: None, a fraction, a dict or a :class:`~shapnet.pruning.Pruning` (pixels per stage).
+
+    Shape:
+        ``x``: ``(B, C, H, W)``; ``forward``: ``(B, K)``; ``explain(x).values``: ``(B, H, W, K)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_classes: int,
+        *,
+        stages: Sequence[Stage | dict] = DEFAULT_STAGES,
+        image_size: int | tuple[int, int] = (28, 28),
+        readout_hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+        residual: bool = True,
+        reference: object = None,
+        prune: float | dict | Pruning | None = None,
+    ) -> None:
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(n_classes, "n_classes")
+        stage_list = [s if isinstance(s, Stage) else Stage(**s) for s in stages]
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        pruning = as_pruning(prune)
+        super().__init__(
+            in_channels=in_channels, n_classes=n_classes,
+            stages=[{**asdict(s), "hidden": list(s.hidden)} for s in stage_list],
+            image_size=list(size), readout_hidden=list(readout_hidden), activation=activation,
+            residual=residual, prune=None if pruning is None else pruning.to_dict(),
+        )
+        self.input_shape = (in_channels, *size)
+        self.residual, self.pruning = residual, pruning
+        self.register_buffer("reference", check_reference(reference, self.input_shape))
+        convs, splits, channels = [], [], in_channels
+        for stage in stage_list:
+            split = channels if stage.split is None else stage.split
+            if not 0 < split <= channels:
+                raise ValueError(f"stage split must be in [1, {channels}] (the channels so far), got {split}.")
+            convs.append(
+                ShapleyConv2d(
+                    split, stage.out_channels, stage.kernel_size, stride=stage.stride, padding=stage.padding,
+                    dilation=stage.dilation, hidden=stage.hidden, activation=activation,
+                )
+            )
+            splits.append(split)
+            channels = stage.out_channels + channels - split
+        convs.append(ShapleyConv2d(channels, n_classes, 1, hidden=readout_hidden, activation=activation))
+        splits.append(channels)
+        self.stages = nn.ModuleList(convs)
+        self.splits = splits
+        self.bias = nn.Parameter(torch.zeros(n_classes))
+
+    def extra_repr(self) -> str:
+        return f"input_shape={self.input_shape}, n_classes={self.n_outputs}, splits={self.splits}, prune={self.pruning}"
+
+    def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
+        ref = self.reference.to(x)
+        rep = x - ref
+        collected, skipped = [], []
+        sparse = self.pruning is not None
+        n_pixels = x.shape[2] * x.shape[3]
+        for index, (conv, split) in enumerate(zip(self.stages, self.splits)):
+            first_ref = ref[:split] if index == 0 else None
+            out = conv(rep[:, :split], first_ref, sparse=sparse and index > 0)
+            new = out.values
+            if self.residual and new.shape[1] == split:
+                new = new + rep[:, :split]
+            if split < rep.shape[1]:
+                new = torch.cat([new, rep[:, split:]], 1)
+            if sparse and index < len(self.stages) - 1:
+                b, c, h, w = new.shape
+                pixels = new.permute(2, 3, 0, 1).reshape(n_pixels, b, c)  # (H*W, B, C)
+                pixels = prune_features(pixels, *self.pruning.for_layer(index))
+                new = pixels.view(h, w, b, c).permute(2, 3, 0, 1)
+            skipped.append(out.skipped)
+            rep = new
+            if layers:
+                collected.append(rep.permute(0, 2, 3, 1))
+        values = rep.permute(0, 2, 3, 1)  # (B, H, W, K)
+        base = self.bias.unsqueeze(0).expand(x.shape[0], -1)
+        predictions = base + values.sum((1, 2))
+        return ShapleyExplanation(
+            values, base, predictions, self.input_shape, collected if layers else None,
+            sum(skipped[1:]) / max(1, len(skipped) - 1) if sparse else None,
+        )

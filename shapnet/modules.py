@@ -1,0 +1,327 @@
+"""Grouped inner functions and the Shapley computation of a whole layer of modules at once.
+
+A Shapley module (DESIGN §1) evaluates an inner MLP ``f: R^{k*C_in} -> R^{O}`` on all ``2**k`` coalitions
+of its ``k`` input features and combines the results with the Shapley weights. ``GroupedMLP`` holds the
+``M`` inner functions of a layer as stacked weights ``(M, ...)`` (or one shared function, ``M = 1``), and
+``GroupedMLP.shapley`` computes every module's Shapley values in a handful of batched matmuls, with no
+Python loop over modules or samples. Three exact rewrites keep the work small (DESIGN §7):
+
+1. First-layer split: ``W (x_S + r_rest) = sum_{j in S} W_j (x_j - r_j) + W r``, so only ``k`` projections
+   ``P_j = W_j (x_j - r_j)`` are computed and every coalition's pre-activation is ``c0 + mask @ P``.
+2. Linear last layer: ``v(S) = z(S) @ W_L + b_L`` is linear in the last hidden activation ``z``, and the
+   Shapley weights of each player sum to zero, so ``phi = (Wᵀ z) @ W_L``: the last matmul runs on ``k``
+   rows per module instead of ``2**k`` and its bias drops out.
+3. Dummy players: a feature whose input equals its reference has ``phi = 0`` exactly; the result is masked
+   with that indicator so missingness holds bit for bit, not just up to rounding.
+
+Tensors are *coalition-major*: inputs ``(k, M, N, C)``, pre-activations ``(2**k, M, N, h)``, so that
+building all coalitions is ``k`` contiguous additions (coalition ``S + 2**j`` = coalition ``S`` plus
+``P_j``) and the coalition sums are single 2-D matmuls. With ReLU, a custom autograd function recomputes
+the ``2**k`` pre-activations in the backward pass instead of storing them, which halves the memory traffic
+of a training step.
+
+With ``sparse=True`` (dynamic pruning), only the coalitions made of *active* features (inputs that differ
+from the reference) are evaluated, per module and sample; a module whose inputs are all at the reference
+is skipped entirely. The values equal the dense ones, because inactive players are null players.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .coalitions import coalition_masks, shapley_weights
+
+__all__ = ["GroupedMLP", "ModuleShapley", "ACTIVATIONS"]
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "tanh": torch.tanh,
+    "softplus": F.softplus,
+    "silu": F.silu,
+}
+
+
+class ModuleShapley(NamedTuple):
+    """Shapley values of every module of a layer.
+
+    Attributes:
+        values: ``(M, k, N, O)``; ``values[m, j, n]`` is the Shapley value of module ``m``'s ``j``-th
+            feature for row ``n``.
+        base: ``(M, N or 1, O)``: each module's output at the reference, ``f_m(r)``.
+        skipped: fraction of the ``M * N`` module evaluations skipped because all inputs were at the
+            reference (0.0 on the dense path).
+    """
+
+    values: torch.Tensor
+    base: torch.Tensor
+    skipped: float
+
+
+def _matmul(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``(..., M, X, h) @ (M or 1, h, h')``; a shared weight (M = 1) runs as one large 2-D matmul."""
+    if w.shape[0] == 1:
+        return (a.reshape(-1, a.shape[-1]) @ w[0]).view(*a.shape[:-1], w.shape[-1])
+    if a.dim() == 3:
+        return torch.bmm(a, w)
+    return torch.matmul(a, w)
+
+
+def _coalition_preactivations(proj: torch.Tensor, offset: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``c0 + sum_{j in S} P_j`` for all ``2**k`` coalitions, by doubling: ``(k, X) -> (2**k, X)``.
+
+    Coalition ``S + 2**j`` is coalition ``S`` plus ``P_j``, so each of the ``k`` steps is one contiguous
+    write of ``2**j`` rows.
+    """
+    k = proj.shape[0]
+    pre = proj.new_empty(2**k, *proj.shape[1:]) if out is None else out
+    pre[0] = offset
+    for j in range(k):
+        torch.add(pre[: 2**j], proj[j], out=pre[2**j : 2 ** (j + 1)])
+    return pre
+
+
+# Cache blocking (DESIGN §7): the (2**k, X) coalition activations are processed in column blocks of about
+# this many bytes, so that building, activating and mixing them happens in L2 instead of main memory.
+_BLOCK_BYTES = 1 << 20
+
+
+def _blocks(n_columns: int, rows: int, itemsize: int) -> range:
+    width = min(n_columns, max(1024, _BLOCK_BYTES // (rows * itemsize)))
+    return range(0, n_columns, width), width
+
+
+class _ReluCoalitionMix(torch.autograd.Function):
+    """``phi_h = W^T relu(c0 + mask @ P)`` over all coalitions, cache-blocked, and recomputing the
+    pre-activations in the backward pass instead of storing ``2**k`` copies of the hidden layer.
+
+    Inputs: ``proj (k, M, N, h)``, ``offset (M, 1 or N, h)``, ``weights_t`` and ``masks_t`` ``(k, 2**k)``.
+    Output: ``(k, M, N, h)``.
+    """
+
+    @staticmethod
+    def forward(ctx, proj, offset, weights_t, masks_t):  # type: ignore[override]
+        k, m, n, h = proj.shape
+        flat = proj.reshape(k, -1)
+        offset_flat = offset.expand(m, n, h).reshape(-1)
+        out = proj.new_empty(k, flat.shape[1])
+        starts, width = _blocks(flat.shape[1], 2**k + k, proj.element_size())
+        pre_buf, mix_buf = proj.new_empty(2**k, width), proj.new_empty(k, width)
+        for c0 in starts:
+            c1 = min(c0 + width, flat.shape[1])
+            pre = _coalition_preactivations(flat[:, c0:c1], offset_flat[c0:c1], pre_buf[:, : c1 - c0]).relu_()
+            out[:, c0:c1] = torch.mm(weights_t, pre, out=mix_buf[:, : c1 - c0])
+        ctx.save_for_backward(proj, offset, weights_t, masks_t)
+        return out.view(k, m, n, h)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        proj, offset, weights_t, masks_t = ctx.saved_tensors
+        k, m, n, h = proj.shape
+        flat = proj.reshape(k, -1)
+        grad = grad.reshape(k, -1)
+        offset_flat = offset.expand(m, n, h).reshape(-1)
+        grad_proj = torch.empty_like(flat)
+        grad_offset = proj.new_empty(flat.shape[1])
+        starts, width = _blocks(flat.shape[1], 2 * 2**k + k, proj.element_size())
+        pre_buf, grad_buf = proj.new_empty(2**k, width), proj.new_empty(2**k, width)
+        for c0 in starts:
+            c1 = min(c0 + width, flat.shape[1])
+            pre = _coalition_preactivations(flat[:, c0:c1], offset_flat[c0:c1], pre_buf[:, : c1 - c0])
+            grad_z = torch.mm(weights_t.T, grad[:, c0:c1], out=grad_buf[:, : c1 - c0])
+            grad_z.masked_fill_(pre <= 0, 0.0)
+            grad_proj[:, c0:c1] = masks_t @ grad_z
+            torch.sum(grad_z, 0, out=grad_offset[c0:c1])
+        grad_offset = grad_offset.view(m, n, h)
+        if offset.shape[1] == 1:
+            grad_offset = grad_offset.sum(1, keepdim=True)
+        if offset.shape[0] == 1 and m > 1:
+            grad_offset = grad_offset.sum(0, keepdim=True)
+        return grad_proj.view(k, m, n, h), grad_offset, None, None
+
+
+class GroupedMLP(nn.Module):
+    """``M`` inner MLPs ``R^{k*C_in} -> R^{O}`` with stacked weights (or one shared MLP with ``M = 1``).
+
+    Args:
+        n_modules: ``M``; 1 for one function shared by every module (a convolution).
+        group_size: ``k``, the features per module.
+        in_channels: ``C_in`` per feature.
+        out_channels: ``O``.
+        hidden: widths of the hidden layers; ``()`` makes every module linear.
+        activation: one of ``ACTIVATIONS``.
+    """
+
+    def __init__(
+        self,
+        n_modules: int,
+        group_size: int,
+        in_channels: int,
+        out_channels: int,
+        *,
+        hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}.")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden widths must be positive ints, got {hidden}.")
+        if not 1 <= group_size <= 10:
+            raise ValueError(f"group_size must be in [1, 10] (a module evaluates 2**k coalitions), got {group_size}.")
+        self.n_modules, self.group_size = n_modules, group_size
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.hidden, self.activation = hidden, activation
+        widths = [*hidden, out_channels]
+        bound = 1.0 / math.sqrt(group_size * in_channels)  # nn.Linear's default scale
+        # (k, M, C_in, h0): the first linear map split per input feature (DESIGN §7).
+        self.first_weight = nn.Parameter(torch.empty(group_size, n_modules, in_channels, widths[0]).uniform_(-bound, bound))
+        self.first_bias = nn.Parameter(torch.empty(n_modules, widths[0]).uniform_(-bound, bound))
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            b = 1.0 / math.sqrt(w_in)
+            self.weights.append(nn.Parameter(torch.empty(n_modules, w_in, w_out).uniform_(-b, b)))
+            self.biases.append(nn.Parameter(torch.empty(n_modules, w_out).uniform_(-b, b)))
+        k = group_size
+        # Shapley weights such as 1/12 are not exact in float32: float64 masters, cast at use.
+        self.register_buffer("masks_t", coalition_masks(k, torch.float64).T.contiguous(), persistent=False)
+        self.register_buffer("weights_t", shapley_weights(k, torch.float64).T.contiguous(), persistent=False)
+        # weight_table[n, s] = s! (n-s-1)! / n!: a size-s coalition's weight in an n-player game.
+        table = torch.zeros(k + 1, k + 1, dtype=torch.float64)
+        for n in range(1, k + 1):
+            for s in range(n):
+                table[n, s] = 1.0 / (n * math.comb(n - 1, s))
+        self.register_buffer("weight_table", table, persistent=False)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_modules={self.n_modules}, group_size={self.group_size}, in_channels={self.in_channels}, "
+            f"out_channels={self.out_channels}, hidden={self.hidden}, activation={self.activation!r}"
+        )
+
+    def offset(self, reference: torch.Tensor | None) -> torch.Tensor:
+        """The first layer's pre-activation at the reference, ``c0 = b + sum_j W_j r_j``.
+
+        Args:
+            reference: ``(k, M, C_in)``, per-row ``(k, M, N, C_in)``, or None (zero).
+
+        Returns:
+            ``(M, 1, h0)`` or ``(M, N, h0)``.
+        """
+        bias = self.first_bias.unsqueeze(1)
+        if reference is None:
+            return bias
+        if reference.dim() == 3:
+            reference = reference.unsqueeze(2)
+        weight = self.first_weight.expand(-1, reference.shape[1], -1, -1)
+        return bias + torch.einsum("kmnc,kmch->mnh", reference, weight)
+
+    def _hidden_tail(self, a: torch.Tensor) -> torch.Tensor:
+        """Activations ``(M, X, h0)`` through the hidden layers after the first: ``(M, X, h_last)``."""
+        act = ACTIVATIONS[self.activation]
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            a = act(_matmul(a, w) + b.unsqueeze(1))
+        return a
+
+    def _empty_output(self, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden activation and output at the empty coalition: ``(M, 1|N, h)``, ``(M, 1|N, O)``."""
+        z_empty = self._hidden_tail(ACTIVATIONS[self.activation](offset))
+        return z_empty, _matmul(z_empty, self.weights[-1]) + self.biases[-1].unsqueeze(1)
+
+    def shapley(
+        self,
+        delta: torch.Tensor,
+        offset: torch.Tensor,
+        *,
+        active: torch.Tensor | None = None,
+        sparse: bool = False,
+    ) -> ModuleShapley:
+        """Shapley values of every module for every row.
+
+        Args:
+            delta: ``(k, M, N, C_in)``: each feature's input minus its reference.
+            offset: ``(M, 1 or N, h0)`` from :meth:`offset`.
+            active: ``(k, M, N)`` bool, features whose ``delta`` is non-zero; computed when None.
+            sparse: evaluate only coalitions of active features (skipping idle modules).
+
+        Returns:
+            :class:`ModuleShapley` with ``values (k, M, N, O)``.
+        """
+        if active is None:
+            active = delta.ne(0).any(-1)
+        proj = torch.matmul(delta, self.first_weight)  # (k, M, N, h0)
+        skipped = float((~active.any(0)).float().mean()) if sparse else 0.0
+        if not self.hidden:
+            # A linear module's Shapley values are its projections: phi_j = W_j (x_j - r_j).
+            return ModuleShapley(proj * active.unsqueeze(-1), offset.expand(proj.shape[1], -1, -1), skipped)
+        if sparse:
+            phi_hidden = self._mix_sparse(proj, offset, active)
+        elif self.activation == "relu" and len(self.hidden) == 1:
+            weights_t, masks_t = self.weights_t.to(proj.dtype), self.masks_t.to(proj.dtype)
+            phi_hidden = _ReluCoalitionMix.apply(proj, offset, weights_t, masks_t)
+        else:
+            phi_hidden = self._mix_generic(proj, offset)
+        # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
+        # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
+        phi = _matmul(phi_hidden, self.weights[-1])  # (k, M, N, O)
+        _, base = self._empty_output(offset)
+        return ModuleShapley(phi * active.unsqueeze(-1), base, skipped)
+
+    def _mix_generic(self, proj: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """``W^T z`` over all coalitions for any activation and depth: ``(k, M, N, h0) -> (k, M, N, h)``."""
+        k, m, n, h0 = proj.shape
+        pre = offset.expand(m, n, h0).unsqueeze(0)
+        for j in range(k):
+            pre = torch.cat([pre, pre + proj[j]])
+        z = ACTIVATIONS[self.activation](pre)  # (2^k, M, N, h0)
+        if len(self.hidden) > 1:
+            z = self._hidden_tail(z.transpose(0, 1).reshape(m, -1, h0)).view(m, 2**k, n, -1).transpose(0, 1)
+        weights_t = self.weights_t.to(z.dtype)
+        return (weights_t @ z.reshape(2**k, -1)).view(k, m, n, -1)
+
+    def _mix_sparse(self, proj: torch.Tensor, offset: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`_mix_generic`, evaluating only coalitions made of active features.
+
+        A module with ``a`` active features is the restricted ``a``-player game: a member ``j`` of a
+        coalition ``S`` gets ``+w(a, |S|-1) z(S)`` and every active non-member ``-w(a, |S|) z(S)``; the
+        empty coalition gives ``-z(empty) / a`` to each active player.
+        """
+        k, m, n, h0 = proj.shape
+        offset = offset.expand(m, -1, -1)
+        n_active = active.sum(0)  # (M, N)
+        members = self.masks_t.T[1:].bool()  # (S, k), non-empty coalitions
+        # A coalition is needed iff all its members are active: (M, S, N).
+        needed = (~members.T.view(k, 1, -1, 1) | active.unsqueeze(2)).all(0)
+        mod, coal, row = needed.nonzero().unbind(1)  # sorted by module
+        z_empty, _ = self._empty_output(offset)
+        h_last = z_empty.shape[-1]
+        phi_hidden = proj.new_zeros(k * m * n, h_last)
+        if mod.numel():
+            # Pack each module's rows at the front of an (M, R_max) grid so per-module weights apply as
+            # one batched matmul.
+            counts = needed.sum((1, 2))
+            slot = torch.arange(mod.numel(), device=proj.device) - (torch.cumsum(counts, 0) - counts)[mod]
+            member = members[coal].to(proj.dtype)  # (R, k)
+            pre = torch.einsum("rk,krh->rh", member, proj[:, mod, row])
+            pre = pre + offset[mod, row if offset.shape[1] > 1 else torch.zeros_like(row)]
+            grid = pre.new_zeros(m, int(counts.max()), h0).index_put((mod, slot), pre)
+            z = self._hidden_tail(ACTIVATIONS[self.activation](grid))[mod, slot]  # (R, h_last)
+            size = members.sum(1)[coal]
+            players = n_active[mod, row]
+            table = self.weight_table.to(z.dtype)
+            w_in, w_out = table[players, size - 1].unsqueeze(1), table[players, size.clamp(max=k)].unsqueeze(1)
+            act_rows = active[:, mod, row].T  # (R, k)
+            coef = torch.where(member.bool(), w_in, torch.where(act_rows, -w_out, torch.zeros_like(w_in)))
+            target = (torch.arange(k, device=proj.device).unsqueeze(0) * m + mod.unsqueeze(1)) * n + row.unsqueeze(1)
+            contrib = (coef.unsqueeze(-1) * z.unsqueeze(1)).reshape(-1, h_last)
+            phi_hidden = phi_hidden.index_add(0, target.reshape(-1), contrib)
+        inv = active.to(proj.dtype) / n_active.clamp(min=1).to(proj.dtype)  # (k, M, N)
+        return phi_hidden.view(k, m, n, h_last) - inv.unsqueeze(-1) * z_empty.unsqueeze(0)
