@@ -77,6 +77,7 @@ class ShapleyLayer(nn.Module):
         activation: inner activation.
         shared: one inner function for all modules (all groups must have the same size).
         n_features: ``F``; defaults to ``max(index) + 1``.
+        bias: give the modules' outputs a bias (it only moves ``base``, never ``values``).
 
     Shape:
         input ``(B, F, C_in)``; output ``values (B, F, O)``, ``base (B, O)``.
@@ -92,6 +93,7 @@ class ShapleyLayer(nn.Module):
         activation: str = "relu",
         shared: bool = False,
         n_features: int | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         group_list = normalize_groups(groups, n_features)
@@ -105,7 +107,8 @@ class ShapleyLayer(nn.Module):
         self.padded = any(len(g) < k for g in group_list)
         self.in_channels, self.out_channels, self.shared = in_channels, out_channels, shared
         self.mlp = GroupedMLP(
-            1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation
+            1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation,
+            readout_bias=bias,
         )
 
     @property
@@ -198,13 +201,14 @@ class ShapleyConv2d(nn.Module):
         dilation: int | tuple[int, int] = 1,
         hidden: Sequence[int] = (32,),
         activation: str = "relu",
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
         k = self.kernel_size[0] * self.kernel_size[1]
-        self.mlp = GroupedMLP(1, k, in_channels, out_channels, hidden=hidden, activation=activation)
+        self.mlp = GroupedMLP(1, k, in_channels, out_channels, hidden=hidden, activation=activation, readout_bias=bias)
 
     def extra_repr(self) -> str:
         return (

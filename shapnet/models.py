@@ -231,7 +231,7 @@ class DeepShapNet(ShapNet):
         self.layers = nn.ModuleList(
             ShapleyLayer(
                 butterfly_groups(n_padded, group_size, stage), widths[stage], widths[stage + 1],
-                hidden=hidden, activation=activation, n_features=n_padded,
+                hidden=hidden, activation=activation, n_features=n_padded, bias=False,
             )
             for stage in range(depth)
         )
@@ -359,12 +359,12 @@ class VisionShapNet(ShapNet):
             convs.append(
                 ShapleyConv2d(
                     split, stage.out_channels, stage.kernel_size, stride=stage.stride, padding=stage.padding,
-                    dilation=stage.dilation, hidden=stage.hidden, activation=activation,
+                    dilation=stage.dilation, hidden=stage.hidden, activation=activation, bias=False,
                 )
             )
             splits.append(split)
             channels = stage.out_channels + channels - split
-        convs.append(ShapleyConv2d(channels, n_classes, 1, hidden=readout_hidden, activation=activation))
+        convs.append(ShapleyConv2d(channels, n_classes, 1, hidden=readout_hidden, activation=activation, bias=False))
         splits.append(channels)
         self.stages = nn.ModuleList(convs)
         self.splits = splits

@@ -156,6 +156,8 @@ class GroupedMLP(nn.Module):
         out_channels: ``O``.
         hidden: widths of the hidden layers; ``()`` makes every module linear.
         activation: one of ``ACTIVATIONS``.
+        readout_bias: give the last linear map a bias. It only shifts ``f_m(r)`` (the base), never the
+            Shapley values, so deep ShapNets, which drop the bases, build their layers without it.
     """
 
     def __init__(
@@ -167,6 +169,7 @@ class GroupedMLP(nn.Module):
         *,
         hidden: Sequence[int] = (64,),
         activation: str = "relu",
+        readout_bias: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -183,13 +186,19 @@ class GroupedMLP(nn.Module):
         bound = 1.0 / math.sqrt(group_size * in_channels)  # nn.Linear's default scale
         # (k, M, C_in, h0): the first linear map split per input feature (DESIGN §7).
         self.first_weight = nn.Parameter(torch.empty(group_size, n_modules, in_channels, widths[0]).uniform_(-bound, bound))
-        self.first_bias = nn.Parameter(torch.empty(n_modules, widths[0]).uniform_(-bound, bound))
+        has_first_bias = bool(hidden) or readout_bias
+        self.first_bias = nn.Parameter(torch.empty(n_modules, widths[0]).uniform_(-bound, bound)) if has_first_bias else None
         self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
+        self.biases = nn.ParameterList()  # of the hidden layers after the first
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             b = 1.0 / math.sqrt(w_in)
             self.weights.append(nn.Parameter(torch.empty(n_modules, w_in, w_out).uniform_(-b, b)))
-            self.biases.append(nn.Parameter(torch.empty(n_modules, w_out).uniform_(-b, b)))
+            if len(self.biases) < len(hidden) - 1:
+                self.biases.append(nn.Parameter(torch.empty(n_modules, w_out).uniform_(-b, b)))
+        b = 1.0 / math.sqrt(widths[-2]) if hidden else bound
+        self.out_bias = (
+            nn.Parameter(torch.empty(n_modules, out_channels).uniform_(-b, b)) if hidden and readout_bias else None
+        )
         k = group_size
         # Shapley weights such as 1/12 are not exact in float32: float64 masters, cast at use.
         self.register_buffer("masks_t", coalition_masks(k, torch.float64).T.contiguous(), persistent=False)
@@ -216,7 +225,10 @@ class GroupedMLP(nn.Module):
         Returns:
             ``(M, 1, h0)`` or ``(M, N, h0)``.
         """
-        bias = self.first_bias.unsqueeze(1)
+        if self.first_bias is None:
+            bias = self.first_weight.new_zeros(self.first_weight.shape[1], 1, self.first_weight.shape[-1])
+        else:
+            bias = self.first_bias.unsqueeze(1)
         if reference is None:
             return bias
         if reference.dim() == 3:
@@ -227,14 +239,15 @@ class GroupedMLP(nn.Module):
     def _hidden_tail(self, a: torch.Tensor) -> torch.Tensor:
         """Activations ``(M, X, h0)`` through the hidden layers after the first: ``(M, X, h_last)``."""
         act = ACTIVATIONS[self.activation]
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+        for w, b in zip(self.weights[:-1], self.biases):
             a = act(_matmul(a, w) + b.unsqueeze(1))
         return a
 
     def _empty_output(self, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Last hidden activation and output at the empty coalition: ``(M, 1|N, h)``, ``(M, 1|N, O)``."""
         z_empty = self._hidden_tail(ACTIVATIONS[self.activation](offset))
-        return z_empty, _matmul(z_empty, self.weights[-1]) + self.biases[-1].unsqueeze(1)
+        base = _matmul(z_empty, self.weights[-1])
+        return z_empty, base if self.out_bias is None else base + self.out_bias.unsqueeze(1)
 
     def shapley(
         self,
