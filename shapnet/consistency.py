@@ -162,9 +162,13 @@ def shapley_consistency(
         )
     target = _check_target(target, batch, n_outputs, x.device)
 
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
+
     n = batch * n_coalitions
-    mask = sample_kernel_coalitions(n, n_features, generator=generator, device=generator.device if generator is not None else x.device)
-    mask = mask.to(x.device)  # (B * n_coalitions, F), sample-major: row b * n_coalitions + c
+    device = generator.device if generator is not None else x.device
+    # (B * n_coalitions, F), sample-major: row b * n_coalitions + c belongs to sample b.
+    mask = sample_kernel_coalitions(n, n_features, generator=generator, device=device).to(x.device)
     ref = model.reference.to(x)
     x_rep = x.repeat_interleave(n_coalitions, 0)  # (B * n, *in)
     input_mask = mask.view(n, *feature_shape) if len(input_shape) == 1 else mask.view(n, 1, *feature_shape)

@@ -258,7 +258,8 @@ class DeepShapNet(ShapNet):
             if self.residual and new.shape[-1] == rep.shape[-1]:
                 new = new + rep
             if sparse and index < len(self.layers) - 1:
-                new = prune_features(new, *self.pruning.for_layer(index), n_real=n_features)
+                groups = self.layers[index + 1].groups if self.pruning.granularity == "group" else None
+                new = prune_features(new, *self.pruning.for_layer(index), n_real=n_features, groups=groups)
             skipped.append(out.skipped)
             rep = new
             if layers:
@@ -348,6 +349,11 @@ class VisionShapNet(ShapNet):
             image_size=list(size), readout_hidden=list(readout_hidden), activation=activation,
             residual=residual, prune=None if pruning is None else pruning.to_dict(),
         )
+        if pruning is not None and pruning.granularity != "feature":
+            raise ValueError(
+                "VisionShapNet prunes single pixels (granularity='feature'); overlapping windows have no "
+                f"group partition to prune, got granularity={pruning.granularity!r}."
+            )
         self.input_shape = (in_channels, *size)
         self.residual, self.pruning = residual, pruning
         self.register_buffer("reference", check_reference(reference, self.input_shape))

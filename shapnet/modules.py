@@ -20,9 +20,8 @@ building all coalitions is ``k`` contiguous additions (coalition ``S + 2**j`` = 
 the ``2**k`` pre-activations in the backward pass instead of storing them, which halves the memory traffic
 of a training step.
 
-With ``sparse=True`` (dynamic pruning), only the coalitions made of *active* features (inputs that differ
-from the reference) are evaluated, per module and sample; a module whose inputs are all at the reference
-is skipped entirely. The values equal the dense ones, because inactive players are null players.
+With ``sparse=True`` (dynamic pruning), a module whose inputs are all at the reference is skipped for that
+sample: its Shapley values are exactly 0. The values equal the dense ones.
 """
 
 from __future__ import annotations
@@ -203,12 +202,6 @@ class GroupedMLP(nn.Module):
         # Shapley weights such as 1/12 are not exact in float32: float64 masters, cast at use.
         self.register_buffer("masks_t", coalition_masks(k, torch.float64).T.contiguous(), persistent=False)
         self.register_buffer("weights_t", shapley_weights(k, torch.float64).T.contiguous(), persistent=False)
-        # weight_table[n, s] = s! (n-s-1)! / n!: a size-s coalition's weight in an n-player game.
-        table = torch.zeros(k + 1, k + 1, dtype=torch.float64)
-        for n in range(1, k + 1):
-            for s in range(n):
-                table[n, s] = 1.0 / (n * math.comb(n - 1, s))
-        self.register_buffer("weight_table", table, persistent=False)
 
     def extra_repr(self) -> str:
         return (
@@ -245,6 +238,8 @@ class GroupedMLP(nn.Module):
 
     def _empty_output(self, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Last hidden activation and output at the empty coalition: ``(M, 1|N, h)``, ``(M, 1|N, O)``."""
+        if not self.hidden:  # a linear module: the first map is the readout
+            return offset, offset
         z_empty = self._hidden_tail(ACTIVATIONS[self.activation](offset))
         base = _matmul(z_empty, self.weights[-1])
         return z_empty, base if self.out_bias is None else base + self.out_bias.unsqueeze(1)
@@ -263,21 +258,43 @@ class GroupedMLP(nn.Module):
             delta: ``(k, M, N, C_in)``: each feature's input minus its reference.
             offset: ``(M, 1 or N, h0)`` from :meth:`offset`.
             active: ``(k, M, N)`` bool, features whose ``delta`` is non-zero; computed when None.
-            sparse: evaluate only coalitions of active features (skipping idle modules).
+            sparse: skip the (module, row) pairs whose inputs are all at the reference. Each module's
+                busy rows are packed at the front of an ``(M, N_busy)`` grid (``N_busy`` = the busiest
+                module's count) and only that grid is evaluated; idle pairs get exactly 0.
 
         Returns:
             :class:`ModuleShapley` with ``values (k, M, N, O)``.
         """
         if active is None:
             active = delta.ne(0).any(-1)
+        if not sparse:
+            return ModuleShapley(self._dense(delta, offset, active), self._empty_output(offset)[1], 0.0)
+        k, m, n, c = delta.shape
+        busy = active.any(0)  # (M, N)
+        skipped = 1.0 - float(busy.float().mean())
+        n_busy = int(busy.sum(1).max()) if busy.numel() else 0
+        base = self._empty_output(offset)[1]
+        if n_busy == 0:
+            return ModuleShapley(delta.new_zeros(k, m, n, self.out_channels), base, skipped)
+        # Busy rows first, per module (stable, so the order of rows is kept); then (module, row) pairs are
+        # addressed in the flattened M*N axis, where index_select / index_copy are cheap.
+        rows = torch.argsort((~busy).to(torch.uint8), dim=1, stable=True)[:, :n_busy]  # (M, N_busy)
+        flat = (rows + torch.arange(m, device=rows.device).unsqueeze(1) * n).reshape(-1)  # (M*N_busy,)
+        take = lambda t: t.reshape(t.shape[0], m * n, *t.shape[3:]).index_select(1, flat).view(  # noqa: E731
+            t.shape[0], m, n_busy, *t.shape[3:]
+        )
+        packed_offset = offset if offset.shape[1] == 1 else take(offset.unsqueeze(0))[0]
+        values = self._dense(take(delta), packed_offset, take(active))
+        out = values.new_zeros(k, m * n, values.shape[-1]).index_copy(1, flat, values.reshape(k, -1, values.shape[-1]))
+        return ModuleShapley(out.view(k, m, n, -1), base, skipped)
+
+    def _dense(self, delta: torch.Tensor, offset: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """All modules on all rows: ``(k, M, N, C_in) -> (k, M, N, O)``."""
         proj = torch.matmul(delta, self.first_weight)  # (k, M, N, h0)
-        skipped = float((~active.any(0)).float().mean()) if sparse else 0.0
         if not self.hidden:
             # A linear module's Shapley values are its projections: phi_j = W_j (x_j - r_j).
-            return ModuleShapley(proj * active.unsqueeze(-1), offset.expand(proj.shape[1], -1, -1), skipped)
-        if sparse:
-            phi_hidden = self._mix_sparse(proj, offset, active)
-        elif self.activation == "relu" and len(self.hidden) == 1:
+            return proj * active.unsqueeze(-1)
+        if self.activation == "relu" and len(self.hidden) == 1:
             weights_t, masks_t = self.weights_t.to(proj.dtype), self.masks_t.to(proj.dtype)
             phi_hidden = _ReluCoalitionMix.apply(proj, offset, weights_t, masks_t)
         else:
@@ -285,8 +302,7 @@ class GroupedMLP(nn.Module):
         # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
         # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
         phi = _matmul(phi_hidden, self.weights[-1])  # (k, M, N, O)
-        _, base = self._empty_output(offset)
-        return ModuleShapley(phi * active.unsqueeze(-1), base, skipped)
+        return phi * active.unsqueeze(-1)
 
     def _mix_generic(self, proj: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """``W^T z`` over all coalitions for any activation and depth: ``(k, M, N, h0) -> (k, M, N, h)``."""
@@ -299,42 +315,3 @@ class GroupedMLP(nn.Module):
             z = self._hidden_tail(z.transpose(0, 1).reshape(m, -1, h0)).view(m, 2**k, n, -1).transpose(0, 1)
         weights_t = self.weights_t.to(z.dtype)
         return (weights_t @ z.reshape(2**k, -1)).view(k, m, n, -1)
-
-    def _mix_sparse(self, proj: torch.Tensor, offset: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """Like :meth:`_mix_generic`, evaluating only coalitions made of active features.
-
-        A module with ``a`` active features is the restricted ``a``-player game: a member ``j`` of a
-        coalition ``S`` gets ``+w(a, |S|-1) z(S)`` and every active non-member ``-w(a, |S|) z(S)``; the
-        empty coalition gives ``-z(empty) / a`` to each active player.
-        """
-        k, m, n, h0 = proj.shape
-        offset = offset.expand(m, -1, -1)
-        n_active = active.sum(0)  # (M, N)
-        members = self.masks_t.T[1:].bool()  # (S, k), non-empty coalitions
-        # A coalition is needed iff all its members are active: (M, S, N).
-        needed = (~members.T.view(k, 1, -1, 1) | active.unsqueeze(2)).all(0)
-        mod, coal, row = needed.nonzero().unbind(1)  # sorted by module
-        z_empty, _ = self._empty_output(offset)
-        h_last = z_empty.shape[-1]
-        phi_hidden = proj.new_zeros(k * m * n, h_last)
-        if mod.numel():
-            # Pack each module's rows at the front of an (M, R_max) grid so per-module weights apply as
-            # one batched matmul.
-            counts = needed.sum((1, 2))
-            slot = torch.arange(mod.numel(), device=proj.device) - (torch.cumsum(counts, 0) - counts)[mod]
-            member = members[coal].to(proj.dtype)  # (R, k)
-            pre = torch.einsum("rk,krh->rh", member, proj[:, mod, row])
-            pre = pre + offset[mod, row if offset.shape[1] > 1 else torch.zeros_like(row)]
-            grid = pre.new_zeros(m, int(counts.max()), h0).index_put((mod, slot), pre)
-            z = self._hidden_tail(ACTIVATIONS[self.activation](grid))[mod, slot]  # (R, h_last)
-            size = members.sum(1)[coal]
-            players = n_active[mod, row]
-            table = self.weight_table.to(z.dtype)
-            w_in, w_out = table[players, size - 1].unsqueeze(1), table[players, size.clamp(max=k)].unsqueeze(1)
-            act_rows = active[:, mod, row].T  # (R, k)
-            coef = torch.where(member.bool(), w_in, torch.where(act_rows, -w_out, torch.zeros_like(w_in)))
-            target = (torch.arange(k, device=proj.device).unsqueeze(0) * m + mod.unsqueeze(1)) * n + row.unsqueeze(1)
-            contrib = (coef.unsqueeze(-1) * z.unsqueeze(1)).reshape(-1, h_last)
-            phi_hidden = phi_hidden.index_add(0, target.reshape(-1), contrib)
-        inv = active.to(proj.dtype) / n_active.clamp(min=1).to(proj.dtype)  # (k, M, N)
-        return phi_hidden.view(k, m, n, h_last) - inv.unsqueeze(-1) * z_empty.unsqueeze(0)

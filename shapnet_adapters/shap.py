@@ -65,12 +65,29 @@ class ShapNetExplainer(shap.Explainer):
                 raise ValueError(
                     f"output_names must have {model.n_outputs} entries (one per output), got {len(output_names)}."
                 )
-        reference = model.reference.detach().cpu().numpy()
+        self._masker = None
         # The reference is the single background sample: the game v(S) = f(x_S, r_rest) that the model
-        # explains. A 2-D array becomes shap.maskers.Independent in the base class.
-        masker = reference[None] if n_features is not None else shap.maskers.Image(reference)
+        # explains. A 2-D array becomes shap.maskers.Independent in the base class; the image masker is
+        # built on first use (see `masker`).
+        masker = model.reference.detach().cpu().numpy()[None] if n_features is not None else None
         # A plain super().__init__ call: the base class only rebinds __class__ when the class IS Explainer.
         super().__init__(model, masker=masker, feature_names=feature_names, output_names=output_names)
+
+    @property
+    def masker(self) -> shap.maskers.Masker | None:
+        """A masker whose only background sample is the model's reference.
+
+        ``shap.maskers.Independent`` for tabular models; ``shap.maskers.Image`` (on the channel-first
+        ``(C, H, W)`` layout the model takes) for images, built on first access because its constructor
+        JIT-compiles a partition tree (seconds).
+        """
+        if self._masker is None and len(self.model.input_shape) == 3:
+            self._masker = shap.maskers.Image(self.model.reference.detach().cpu().numpy())
+        return self._masker
+
+    @masker.setter
+    def masker(self, value: shap.maskers.Masker | None) -> None:
+        self._masker = value
 
     def __call__(self, X: object) -> shap.Explanation:  # noqa: N803 (shap's name for the data)
         """Explain ``X`` in one batched forward pass.
@@ -85,10 +102,10 @@ class ShapNetExplainer(shap.Explainer):
         x, feature_names = self._prepare(X)
         start = time.perf_counter()
         explanation = self._explain(x)
-        values = explanation.per_element().cpu().numpy()  # (B, *input_shape, K)
+        values = explanation.per_element().detach().cpu().numpy()  # (B, *input_shape, K)
         return shap.Explanation(
             values=values,
-            base_values=explanation.base_values.cpu().numpy(),
+            base_values=explanation.base_values.detach().cpu().numpy(),
             data=x.cpu().numpy(),
             feature_names=feature_names,
             output_names=self.output_names,
@@ -114,10 +131,10 @@ class ShapNetExplainer(shap.Explainer):
         x, _ = self._prepare(X)
         start = time.perf_counter()
         explanation = self._explain(x)
-        values = explanation.per_element().permute(0, 2, 3, 1, 4).cpu().numpy()  # (B, H, W, C, K)
+        values = explanation.per_element().detach().permute(0, 2, 3, 1, 4).cpu().numpy()  # (B, H, W, C, K)
         return shap.Explanation(
             values=values,
-            base_values=explanation.base_values.cpu().numpy(),
+            base_values=explanation.base_values.detach().cpu().numpy(),
             data=x.permute(0, 2, 3, 1).cpu().numpy(),  # (B, H, W, C)
             output_names=self.output_names,
             compute_time=time.perf_counter() - start,
@@ -126,13 +143,13 @@ class ShapNetExplainer(shap.Explainer):
     def shap_values(self, X: object) -> np.ndarray:  # noqa: N803
         """Legacy API: the values ``(B, *input_shape, K)`` as one array (shap >= 0.45 layout)."""
         x, _ = self._prepare(X)
-        return self._explain(x).per_element().cpu().numpy()
+        return self._explain(x).per_element().detach().cpu().numpy()
 
     @property
     def expected_value(self) -> np.ndarray | float:
         """Legacy API: the prediction at the reference, ``(K,)``, or a float when ``K == 1``."""
         reference = self.model.reference.unsqueeze(0)
-        base = self._explain(reference).base_values[0].cpu().numpy()  # (K,)
+        base = self._explain(reference).base_values[0].detach().cpu().numpy()  # (K,)
         return float(base[0]) if base.shape[0] == 1 else base
 
     def model_output(self, output: int | str = 0) -> Callable[[np.ndarray], np.ndarray]:

@@ -180,7 +180,10 @@ def test_deep_channels_per_stage() -> None:
         DeepShapNet(8, 2, channels=[4])
 
 
-@pytest.mark.parametrize("prune", [0.5, Pruning(threshold=0.6), Pruning(fraction=(0.25, None, 0.5))])
+@pytest.mark.parametrize(
+    "prune",
+    [0.5, Pruning(threshold=0.6), Pruning(fraction=(0.25, None, 0.5)), Pruning(fraction=0.5, granularity="group")],
+)
 def test_pruning_keeps_local_accuracy_and_skips_modules(prune: object) -> None:
     model = DeepShapNet(16, 3, channels=8, hidden=(16,), prune=prune)
     x = torch.randn(32, 16)
@@ -191,6 +194,11 @@ def test_pruning_keeps_local_accuracy_and_skips_modules(prune: object) -> None:
     if fraction:
         zeros = (ex.layers[0].abs().sum(-1) == 0).sum(1)
         assert bool((zeros >= int(fraction * 16)).all())
+    if model.pruning.granularity == "group":
+        # Whole groups of the next layer are zeroed, so the next layer skips half of its modules.
+        groups = model.layers[1].groups
+        idle = (ex.layers[0].abs().sum(-1).T[groups] == 0).all(1)  # (M, B)
+        assert bool((idle.sum(0) >= groups.shape[0] // 2).all())
 
 
 def test_sparse_path_equals_dense_path() -> None:

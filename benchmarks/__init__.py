@@ -1,0 +1,1 @@
+"""Benchmarks for shapnet: ``python -m benchmarks <name> [options]``; ``python -m benchmarks --list``."""

@@ -1,0 +1,41 @@
+"""shapnet_adapters: ShapNets plugged into Captum, shap and Quantus.
+
+- :class:`ShapNetAttribution` (``shapnet_adapters.captum``): a ``captum.attr.Attribution``.
+- :class:`ShapNetExplainer` (``shapnet_adapters.shap``): a ``shap.Explainer``.
+- :func:`explain_func` and :class:`TabularAsImage` (``shapnet_adapters.quantus``): for Quantus metrics.
+
+Names resolve lazily (PEP 562), so ``import shapnet_adapters.quantus`` does not pay for importing Captum
+and shap; ``from shapnet_adapters import ShapNetExplainer`` imports only shap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .captum import ShapNetAttribution
+    from .quantus import TabularAsImage, explain_func
+    from .shap import ShapNetExplainer
+
+# public name -> submodule defining it
+_EXPORTS = {
+    "ShapNetAttribution": "captum",
+    "ShapNetExplainer": "shap",
+    "TabularAsImage": "quantus",
+    "explain_func": "quantus",
+}
+
+__all__ = ["ShapNetAttribution", "ShapNetExplainer", "TabularAsImage", "explain_func"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # cache: later look-ups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
