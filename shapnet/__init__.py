@@ -4,6 +4,7 @@ Models whose forward pass computes the Shapley values of their own prediction.
 """
 
 from . import datasets, regularizers
+from .consistency import explanation_error, sample_kernel_coalitions, shapley_consistency
 from .exact import exact_shapley
 from .explanation import ShapleyExplanation
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups
@@ -30,9 +31,12 @@ __all__ = [
     "datasets",
     "disjoint_groups",
     "exact_shapley",
+    "explanation_error",
     "gam_groups",
     "load",
     "pair_groups",
     "regularizers",
+    "sample_kernel_coalitions",
     "save",
+    "shapley_consistency",
 ]

@@ -89,7 +89,9 @@ def _check_target(target: object, batch: int, n_outputs: int, device: torch.devi
     if target.dim() == 0:
         return _check_target(int(target), batch, n_outputs, device)
     if tuple(target.shape) != (batch,):
-        raise ValueError(f"a target tensor must have shape (B,) = ({batch},), one output per sample, got {tuple(target.shape)}.")
+        raise ValueError(
+            f"a target tensor must have shape (B,) = ({batch},), one output per sample, got {tuple(target.shape)}."
+        )
     if bool((target < 0).any()) or bool((target >= n_outputs).any()):
         raise ValueError(
             f"target entries must be in [0, {n_outputs}) (the model has {n_outputs} outputs), "

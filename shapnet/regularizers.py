@@ -6,9 +6,10 @@ from typing import Literal
 
 import torch
 
+from .consistency import shapley_consistency
 from .explanation import ShapleyExplanation
 
-__all__ = ["l1_penalty", "linf_penalty", "explanation_penalty"]
+__all__ = ["l1_penalty", "linf_penalty", "explanation_penalty", "shapley_consistency"]
 
 
 def _per_feature_norms(values: torch.Tensor) -> torch.Tensor:

@@ -189,13 +189,17 @@ def _single_baseline(baselines: object) -> object:
 
 
 def _as_index(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+    """An output index from an int, a numpy integer or a one-element integer tensor (never a bool)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, got a bool ({value!r}).")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool:
             return int(value.item())
-        if hasattr(value, "__index__") and not isinstance(value, bool):  # numpy integers
-            return int(value.__index__())
-        raise TypeError(f"{what} must be an int, got {type(value).__name__} ({value!r}).")
-    return value
+    elif hasattr(value, "__index__"):  # numpy integers
+        return int(value.__index__())
+    raise TypeError(f"{what} must be an int, got {type(value).__name__} ({value!r}).")
 
 
 def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Tensor:

@@ -58,7 +58,9 @@ class ShapNetExplainer(shap.Explainer):
                 raise ValueError("feature_names are only supported for tabular models (input shape (F,)).")
             feature_names = [str(name) for name in feature_names]
             if len(feature_names) != n_features:
-                raise ValueError(f"feature_names must have {n_features} entries (one per feature), got {len(feature_names)}.")
+                raise ValueError(
+                    f"feature_names must have {n_features} entries (one per feature), got {len(feature_names)}."
+                )
         if output_names is not None:
             output_names = [str(name) for name in output_names]
             if len(output_names) != model.n_outputs:
@@ -89,7 +91,7 @@ class ShapNetExplainer(shap.Explainer):
     def masker(self, value: shap.maskers.Masker | None) -> None:
         self._masker = value
 
-    def __call__(self, X: object) -> shap.Explanation:  # noqa: N803 (shap's name for the data)
+    def __call__(self, X: object) -> shap.Explanation:
         """Explain ``X`` in one batched forward pass.
 
         Args:
@@ -112,7 +114,7 @@ class ShapNetExplainer(shap.Explainer):
             compute_time=time.perf_counter() - start,
         )
 
-    def image_explanation(self, X: object) -> shap.Explanation:  # noqa: N803
+    def image_explanation(self, X: object) -> shap.Explanation:
         """A channel-last explanation of images, the layout ``shap.plots.image`` draws.
 
         Args:
@@ -140,7 +142,7 @@ class ShapNetExplainer(shap.Explainer):
             compute_time=time.perf_counter() - start,
         )
 
-    def shap_values(self, X: object) -> np.ndarray:  # noqa: N803
+    def shap_values(self, X: object) -> np.ndarray:
         """Legacy API: the values ``(B, *input_shape, K)`` as one array (shap >= 0.45 layout)."""
         x, _ = self._prepare(X)
         return self._explain(x).per_element().detach().cpu().numpy()
@@ -165,7 +167,7 @@ class ShapNetExplainer(shap.Explainer):
         index = self._output_index(output)
         model = self.model
 
-        def predict(X: np.ndarray) -> np.ndarray:  # noqa: N803
+        def predict(X: np.ndarray) -> np.ndarray:
             x = torch.as_tensor(np.asarray(X), dtype=model.reference.dtype, device=model.reference.device)
             with torch.no_grad():
                 return model(x)[:, index].cpu().numpy().astype(np.float64)
@@ -184,12 +186,12 @@ class ShapNetExplainer(shap.Explainer):
             raise ValueError(f"output must lie in [{-n_outputs}, {n_outputs - 1}], got {output}.")
         return int(output) % n_outputs
 
-    def _prepare(self, X: object) -> tuple[torch.Tensor, list[str] | None]:  # noqa: N803
+    def _prepare(self, X: object) -> tuple[torch.Tensor, list[str] | None]:
         """``X`` as a tensor in the model's dtype and device, plus the feature names to report."""
         feature_names = self.feature_names
         if isinstance(X, pd.DataFrame):
             feature_names = [str(column) for column in X.columns]
-            X = X.to_numpy(dtype=np.float64)  # noqa: N806
+            X = X.to_numpy(dtype=np.float64)
         elif isinstance(X, pd.Series):
             raise TypeError(
                 "X must be 2-D: got a pandas Series (one row?). Pass a DataFrame, e.g. series.to_frame().T."

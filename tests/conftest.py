@@ -10,7 +10,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Test tensors are tiny: one thread avoids OpenMP hand-off costs (and stalls when the machine is busy).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -261,7 +261,7 @@ def test_gradients_flow_through_both_sides():
 # Training
 
 
-def _train(lam: float, seed: int = 0, steps: int = 300) -> tuple[dict[str, float], float]:
+def _train(lam: float, seed: int = 0, steps: int = 200) -> tuple[dict[str, float], float]:
     torch.manual_seed(seed)
     x = torch.randn(512, 6)
     # Interactions (x0 x1, x3 x4 x5) make a deep ShapNet's own explanation inexact.
@@ -286,7 +286,7 @@ def _train(lam: float, seed: int = 0, steps: int = 300) -> tuple[dict[str, float
 def test_training_with_the_loss_makes_the_explanation_more_exact():
     plain, plain_mse = _train(0.0)
     regularised, reg_mse = _train(10.0)
-    assert regularised["relative_l2"] < 0.7 * plain["relative_l2"]
+    assert regularised["relative_l2"] < 0.6 * plain["relative_l2"]  # about 0.10 vs 0.30
     assert regularised["spearman"] > plain["spearman"]
     assert plain_mse < 0.6 and reg_mse < 0.8  # both still fit the target (relative MSE)
 

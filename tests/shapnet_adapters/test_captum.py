@@ -143,6 +143,8 @@ def test_target_none(make_model) -> None:
         (torch.tensor([[0, 1], [1, 0]]), ValueError, "one index per row"),
         (torch.tensor([0.0, 1.0, 0.0, 1.0]), TypeError, "integer indices"),
         (1.5, TypeError, "must be an int"),
+        (True, TypeError, "bool"),
+        ([0, 1, 2, 0.5], TypeError, "must be an int"),
     ],
 )
 def test_bad_targets(shallow, target, error, match) -> None:

@@ -1,0 +1,575 @@
+"""The attribution methods the benchmarks compare: one registry, each method explaining a given model.
+
+Every method has the same signature::
+
+    method(model, x, target, *, background, seed) -> attributions
+
+* ``model``: an ``nn.Module`` returning logits ``(B, K)`` (a ShapNet or any other classifier);
+* ``x``: ``(B, *input_shape)`` float32, ``input_shape`` being ``(F,)`` or ``(C, H, W)``;
+* ``target``: ``(B,)`` int64, the output explained for each row;
+* ``background``: ``(M, *input_shape)``, the baseline / background rows (the benchmarks pass one row,
+  the model's reference = the training mean, so that every method explains the same game);
+* ``seed``: seeds every random draw of the method (global torch and numpy RNG states are restored);
+* returns ``(B, *input_shape)`` float32 attributions for ``target``.
+
+Look methods up with :func:`get_method` (or the :data:`METHODS` dict); ``spec.supports(model, n_features)``
+returns None or the reason the method cannot explain that model (``n_features``: the number of ranked
+features, i.e. pixels for images). Budgets (samples, steps, evaluations) are in ``spec.budget`` and are
+passed to the method as keyword arguments; ``dataclasses.replace(spec, budget={...})`` changes them.
+
+Image inputs: Captum's perturbation methods perturb whole pixels (all channels together, through a
+``feature_mask``); shap's model-agnostic explainers see the flattened elements, which are pixels for the
+one-channel datasets used here.
+
+Register a new method with :func:`register_method` (duplicate names are rejected)::
+
+    @register_method("my_method", library="mine", description="...", budget={"n": 10})
+    def my_method(model, x, target, *, background, seed, n): ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "AttributionFn",
+    "MethodSpec",
+    "METHODS",
+    "DEFAULT_METHODS",
+    "register_method",
+    "get_method",
+    "list_methods",
+    "is_shapnet",
+]
+
+
+class AttributionFn(Protocol):
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int,
+        **budget: Any,
+    ) -> torch.Tensor: ...
+
+
+SupportsFn = Callable[[nn.Module, int], "str | None"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered attribution method.
+
+    Attributes:
+        name: registry name (``"integrated_gradients"``).
+        library: ``"shapnet"``, ``"captum"``, ``"shap"`` or ``"none"`` (the random control).
+        description: what it computes, in one line.
+        fn: the implementation, ``fn(model, x, target, *, background, seed, **budget)``.
+        budget: keyword arguments bounding its cost (samples, steps, evaluations), recorded in outputs.
+        requirement: ``(model, n_features) -> reason or None``: static reasons it cannot run.
+        caveat: a known limitation worth printing next to its results (empty if none).
+    """
+
+    name: str
+    library: str
+    description: str
+    fn: AttributionFn
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    requirement: SupportsFn | None = None
+    caveat: str = ""
+
+    def supports(self, model: nn.Module, n_features: int) -> str | None:
+        """None if the method can explain ``model`` with ``n_features`` ranked features, else the reason."""
+        return None if self.requirement is None else self.requirement(model, n_features)
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+    ) -> torch.Tensor:
+        """Attributions ``(B, *input_shape)`` (float32, detached) of ``model(x)[b, target[b]]``.
+
+        Raises:
+            ValueError: if ``x``, ``target`` or ``background`` have the wrong shapes, or the method
+                returned a wrong shape.
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() not in (2, 4):
+            raise ValueError(
+                f"x must be a tensor (B, F) or (B, C, H, W), got {type(x).__name__} "
+                f"{tuple(getattr(x, 'shape', ()))}."
+            )
+        target = torch.as_tensor(target, dtype=torch.long).reshape(-1)
+        if target.shape[0] != x.shape[0]:
+            raise ValueError(f"target must hold one index per row of x ({x.shape[0]}), got {target.shape[0]}.")
+        background = torch.as_tensor(background, dtype=x.dtype)
+        if background.dim() == x.dim() - 1:
+            background = background.unsqueeze(0)
+        if tuple(background.shape[1:]) != tuple(x.shape[1:]):
+            raise ValueError(
+                f"background must have shape (M, *input_shape) = (M, {', '.join(map(str, x.shape[1:]))}), "
+                f"got {tuple(background.shape)}."
+            )
+        with _seeded(seed):
+            out = self.fn(model, x, target, background=background, seed=seed, **dict(self.budget))
+        out = torch.as_tensor(out).detach().to(torch.float32)
+        if out.shape != x.shape:
+            raise ValueError(f"method {self.name!r} returned shape {tuple(out.shape)}, expected {tuple(x.shape)}.")
+        return out
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+# Seeding the global RNGs and drawing from them must not interleave between threads of one process.
+_RNG_LOCK = threading.RLock()
+
+
+def register_method(
+    name: str,
+    *,
+    library: str,
+    description: str,
+    budget: Mapping[str, Any] | None = None,
+    requirement: SupportsFn | None = None,
+    caveat: str = "",
+) -> Callable[[AttributionFn], AttributionFn]:
+    """Decorator adding ``fn`` to :data:`METHODS` under ``name`` (duplicates raise ValueError)."""
+
+    def decorator(fn: AttributionFn) -> AttributionFn:
+        if name in METHODS:
+            raise ValueError(f"an attribution method named {name!r} is already registered.")
+        METHODS[name] = MethodSpec(name, library, description, fn, dict(budget or {}), requirement, caveat)
+        return fn
+
+    return decorator
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method ``name`` (ValueError listing the valid names otherwise)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown attribution method {name!r}; valid methods are: {', '.join(METHODS)}.") from None
+
+
+def list_methods() -> list[str]:
+    """Registered method names, in registration order."""
+    return list(METHODS)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's and numpy's global RNGs for the block (Captum and shap draw from them), then restore."""
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        state = np.random.get_state()
+        torch.manual_seed(int(seed))
+        np.random.seed(int(seed) % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
+# --------------------------------------------------------------------------- #
+# Requirements
+# --------------------------------------------------------------------------- #
+def is_shapnet(model: nn.Module) -> bool:
+    """Whether ``model`` is a ShapNet (it has built-in Shapley values)."""
+    from shapnet import ShapNet
+
+    return isinstance(model, ShapNet)
+
+
+def _needs_shapnet(model: nn.Module, n_features: int) -> str | None:
+    if is_shapnet(model):
+        return None
+    return (
+        f"needs a ShapNet (built-in Shapley values); the model is a {type(model).__name__} "
+        "(e.g. --model mlp explains a plain MLP, which has no built-in values)"
+    )
+
+
+def _max_features(limit: int) -> SupportsFn:
+    def requirement(model: nn.Module, n_features: int) -> str | None:
+        if n_features <= limit:
+            return None
+        return f"exact enumeration needs d <= {limit} features (2**d coalitions per row), got d = {n_features}"
+
+    return requirement
+
+
+def _needs_relu_modules(model: nn.Module, n_features: int) -> str | None:
+    # Captum's DeepLift and shap's DeepExplainer rewrite the gradients of nn.ReLU (etc.) *modules*; a ShapNet
+    # applies its nonlinearities inside a custom autograd function, so these methods would silently return
+    # plain gradient x (input - baseline), not DeepLift.
+    if is_shapnet(model):
+        return (
+            "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so the "
+            "DeepLift rescale rule never applies: the result would silently be gradient x (input - baseline) "
+            "(use input_x_gradient for that); use --model mlp for DeepLift"
+        )
+    if not any(isinstance(m, (nn.ReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softplus)) for m in model.modules()):
+        return f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules to act on"
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+def _pixel_mask(x: torch.Tensor) -> torch.Tensor | None:
+    """Captum feature mask grouping the channels of each pixel, ``(1, C, H, W)``; None for tabular input."""
+    if x.dim() != 4:
+        return None
+    _, c, h, w = x.shape
+    return torch.arange(h * w).view(1, 1, h, w).expand(1, c, h, w).contiguous()
+
+
+def _per_eval(x: torch.Tensor, rows: int = 4096) -> int:
+    """Perturbations per forward pass so that one pass holds about ``rows`` rows."""
+    return max(1, rows // max(1, x.shape[0]))
+
+
+def _baseline_row(background: torch.Tensor) -> torch.Tensor:
+    """The first background row, ``(1, *input_shape)`` (Captum broadcasts it over the batch)."""
+    return background[:1]
+
+
+def _captum_model(model: nn.Module) -> nn.Module:
+    # Captum's gradient methods need gradients wrt inputs only; eval mode keeps batch statistics fixed.
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- #
+# ShapNet and the control
+# --------------------------------------------------------------------------- #
+@register_method(
+    "shapnet",
+    library="shapnet",
+    description="the model's built-in Shapley values (one explained forward), via the Captum adapter",
+    requirement=_needs_shapnet,
+)
+def shapnet_values(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
+    from shapnet_adapters.captum import ShapNetAttribution
+
+    # The ShapNet explains against its own reference (which the benchmarks set to the training mean, the
+    # same row passed as ``background``); Deep/Vision ShapNets accept no other baseline.
+    return ShapNetAttribution(model).attribute(x, target=target)
+
+
+@register_method(
+    "random",
+    library="none",
+    description="i.i.d. standard normal scores: a random ranking, the control every method must beat",
+)
+def random_scores(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randn(x.shape, generator=generator)
+
+
+# --------------------------------------------------------------------------- #
+# Captum: gradients
+# --------------------------------------------------------------------------- #
+@register_method("saliency", library="captum", description="|d output / d input| (Simonyan et al.)")
+def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+    from captum.attr import Saliency
+
+    return Saliency(_captum_model(model)).attribute(x, target=target, abs=True)
+
+
+@register_method(
+    "input_x_gradient", library="captum", description="(input - baseline) x gradient at the input"
+)
+def input_x_gradient(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
+    from captum.attr import Saliency
+
+    # Captum's InputXGradient multiplies by the raw input (baseline 0); multiplying the gradient by
+    # (x - baseline) explains the same game as the others (identical when the baseline is 0).
+    grad = Saliency(_captum_model(model)).attribute(x, target=target, abs=False)
+    return grad * (x - _baseline_row(background))
+
+
+@register_method(
+    "integrated_gradients",
+    library="captum",
+    description="path integral of gradients from the baseline (Sundararajan et al.), Gauss-Legendre",
+    budget={"n_steps": 32},
+)
+def integrated_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_steps: int
+) -> torch.Tensor:
+    from captum.attr import IntegratedGradients
+
+    return IntegratedGradients(_captum_model(model)).attribute(
+        x, baselines=_baseline_row(background), target=target, n_steps=n_steps,
+        internal_batch_size=max(x.shape[0], 1) * 8,
+    )
+
+
+def _noise_tunnel(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, nt_type: str, nt_samples: int, stdevs: float
+) -> torch.Tensor:
+    from captum.attr import NoiseTunnel, Saliency
+
+    # Signed gradients: smoothgrad_sq squares them and vargrad takes their variance, as in Hooker et al.
+    return NoiseTunnel(Saliency(_captum_model(model))).attribute(
+        x, nt_type=nt_type, nt_samples=nt_samples, nt_samples_batch_size=nt_samples, stdevs=stdevs,
+        target=target, abs=False,
+    )
+
+
+@register_method(
+    "smoothgrad_sq",
+    library="captum",
+    description="mean of squared gradients under Gaussian input noise (NoiseTunnel); a ROAR winner",
+    budget={"nt_samples": 16, "stdevs": 0.5},
+)
+def smoothgrad_sq(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int,
+    nt_samples: int, stdevs: float,
+) -> torch.Tensor:
+    # stdevs in standardised units: about 15 % of a standardised feature's typical range (SmoothGrad's advice).
+    return _noise_tunnel(model, x, target, "smoothgrad_sq", nt_samples, stdevs)
+
+
+@register_method(
+    "vargrad",
+    library="captum",
+    description="variance of gradients under Gaussian input noise (NoiseTunnel); a ROAR winner",
+    budget={"nt_samples": 16, "stdevs": 0.5},
+)
+def vargrad(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int,
+    nt_samples: int, stdevs: float,
+) -> torch.Tensor:
+    return _noise_tunnel(model, x, target, "vargrad", nt_samples, stdevs)
+
+
+@register_method(
+    "gradient_shap",
+    library="captum",
+    description="expected gradients x (input - baseline) at random points on the path (GradientShap)",
+    budget={"n_samples": 16},
+)
+def gradient_shap(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+) -> torch.Tensor:
+    from captum.attr import GradientShap
+
+    return GradientShap(_captum_model(model)).attribute(x, baselines=background, target=target, n_samples=n_samples)
+
+
+@register_method(
+    "deeplift",
+    library="captum",
+    description="DeepLift rescale rule against the baseline (Captum)",
+    requirement=_needs_relu_modules,
+)
+def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+    from captum.attr import DeepLift
+
+    return DeepLift(_captum_model(model)).attribute(x, baselines=_baseline_row(background), target=target)
+
+
+@register_method(
+    "deeplift_shap",
+    library="captum",
+    description="DeepLift averaged over the background rows (DeepLiftShap); with one row it equals deeplift",
+    requirement=_needs_relu_modules,
+)
+def deeplift_shap(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
+    from captum.attr import DeepLiftShap
+
+    # DeepLiftShap insists on at least two baseline rows; repeating a single row is the same average.
+    rows = background if background.shape[0] > 1 else background.expand(2, *background.shape[1:])
+    return DeepLiftShap(_captum_model(model)).attribute(x, baselines=rows, target=target)
+
+
+# --------------------------------------------------------------------------- #
+# Captum: perturbations (whole pixels for images)
+# --------------------------------------------------------------------------- #
+@register_method(
+    "feature_ablation",
+    library="captum",
+    description="output drop when one feature (pixel) is set to the baseline (occlusion)",
+)
+def feature_ablation(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
+    from captum.attr import FeatureAblation
+
+    with torch.no_grad():
+        return FeatureAblation(model).attribute(
+            x, baselines=_baseline_row(background), target=target, feature_mask=_pixel_mask(x),
+            perturbations_per_eval=_per_eval(x),
+        )
+
+
+@register_method(
+    "shapley_value_sampling",
+    library="captum",
+    description="Shapley values from random feature permutations against the baseline (Captum)",
+    budget={"n_samples": 10},
+)
+def shapley_value_sampling(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+) -> torch.Tensor:
+    from captum.attr import ShapleyValueSampling
+
+    with torch.no_grad():
+        return ShapleyValueSampling(model).attribute(
+            x, baselines=_baseline_row(background), target=target, n_samples=n_samples,
+            feature_mask=_pixel_mask(x), perturbations_per_eval=_per_eval(x),
+        )
+
+
+@register_method(
+    "kernel_shap",
+    library="captum",
+    description="Kernel SHAP: weighted linear fit on random coalitions, per row (Captum)",
+    budget={"n_samples": 200},
+)
+def kernel_shap(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+) -> torch.Tensor:
+    from captum.attr import KernelShap
+
+    with torch.no_grad():
+        return KernelShap(model).attribute(
+            x, baselines=_baseline_row(background), target=target, n_samples=n_samples,
+            feature_mask=_pixel_mask(x), perturbations_per_eval=n_samples,
+        )
+
+
+@register_method(
+    "lime",
+    library="captum",
+    description="LIME: Lasso fit on random binary perturbations, per row (Captum defaults)",
+    budget={"n_samples": 200},
+)
+def lime(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+) -> torch.Tensor:
+    from captum.attr import Lime
+
+    with torch.no_grad():
+        return Lime(model).attribute(
+            x, baselines=_baseline_row(background), target=target, n_samples=n_samples,
+            feature_mask=_pixel_mask(x), perturbations_per_eval=n_samples,
+        )
+
+
+# --------------------------------------------------------------------------- #
+# shap
+# --------------------------------------------------------------------------- #
+def _numpy_model(model: nn.Module, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """``f(X) -> logits`` for shap: ``X`` ``(N, prod(input_shape))`` (any float dtype) to ``(N, K)`` float64."""
+
+    def f(X: np.ndarray) -> np.ndarray:  # noqa: N803
+        # shap's maskers hand over float64; the model is float32.
+        flat = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(flat), 8192):
+                out.append(model(flat[start : start + 8192].view(-1, *input_shape)))
+        return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
+
+    return f
+
+
+def _select(values: np.ndarray, target: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``values`` ``(B, F, K)`` -> the target's column ``(B, *input_shape)``."""
+    values = np.asarray(values)
+    rows = np.arange(values.shape[0])
+    return torch.as_tensor(values[rows, :, target.numpy()].astype(np.float32)).view(-1, *shape)
+
+
+def _shap_masker(background: torch.Tensor) -> Any:
+    import shap
+
+    return shap.maskers.Independent(background.reshape(background.shape[0], -1).numpy(), max_samples=100)
+
+
+@register_method(
+    "shap_exact",
+    library="shap",
+    description="exact Shapley values over all 2**d coalitions against the background (shap Exact)",
+    requirement=_max_features(15),
+)
+def shap_exact(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+    import shap
+
+    shape = tuple(x.shape[1:])
+    explainer = shap.explainers.Exact(_numpy_model(model, shape), _shap_masker(background))
+    flat = x.reshape(x.shape[0], -1).numpy()
+    values = explainer(flat, max_evals=2 ** flat.shape[1] + 1, silent=True).values
+    return _select(values, target, shape)
+
+
+@register_method(
+    "shap_permutation",
+    library="shap",
+    description="Shapley values from antithetic feature permutations (shap Permutation)",
+    budget={"permutations": 10},
+)
+def shap_permutation(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, permutations: int
+) -> torch.Tensor:
+    import shap
+
+    shape = tuple(x.shape[1:])
+    flat = x.reshape(x.shape[0], -1).numpy()
+    explainer = shap.explainers.Permutation(_numpy_model(model, shape), _shap_masker(background), seed=int(seed))
+    # shap spends (2 d + 1) evaluations per permutation (forward and backward pass over it).
+    values = explainer(flat, max_evals=permutations * (2 * flat.shape[1] + 1), silent=True).values
+    return _select(values, target, shape)
+
+
+@register_method(
+    "shap_kernel",
+    library="shap",
+    description="Kernel SHAP: weighted linear fit on sampled coalitions against the background (shap Kernel)",
+    budget={"nsamples": 200},
+)
+def shap_kernel(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, nsamples: int
+) -> torch.Tensor:
+    import shap
+
+    shape = tuple(x.shape[1:])
+    flat = x.reshape(x.shape[0], -1).numpy()
+    explainer = shap.KernelExplainer(_numpy_model(model, shape), background.reshape(background.shape[0], -1).numpy())
+    values = explainer.shap_values(flat, nsamples=nsamples, silent=True)
+    return _select(values, target, shape)
+
+
+@register_method(
+    "shap_deep",
+    library="shap",
+    description="DeepLift-style attributions with the background as reference (shap DeepExplainer)",
+    requirement=_needs_relu_modules,
+)
+def shap_deep(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+    import shap
+
+    explainer = shap.DeepExplainer(model.eval(), background)
+    values = explainer.shap_values(x, check_additivity=False)  # (B, *input_shape, K)
+    values = np.asarray(values).reshape(x.shape[0], -1, np.asarray(values).shape[-1])
+    return _select(values, target, tuple(x.shape[1:]))
+
+
+#: The default set of ``python -m benchmarks roar``: the method under test, the control, the two ROAR
+#: winners of Hooker et al., Integrated Gradients (the same baseline, a path method) and Captum's
+#: permutation-sampling Shapley values (a model-agnostic estimate of the same game ShapNet computes).
+DEFAULT_METHODS: tuple[str, ...] = (
+    "shapnet", "random", "smoothgrad_sq", "vargrad", "integrated_gradients", "shapley_value_sampling",
+)
