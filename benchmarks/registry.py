@@ -4,5 +4,9 @@ from __future__ import annotations
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "quickstart": ("quickstart", "train a Deep ShapNet on breast_cancer, show accuracy and one explanation"),
+    "consistency": ("consistency", "sweep the Shapley-consistency weight: fidelity to exact Shapley values, accuracy, cost"),
     "speed": ("speed", "explain / training-step time and FLOP efficiency of Deep and Vision ShapNets (1 thread)"),
+    "fidelity": ("fidelity", "error and time of ShapNet vs shap/Captum against exact Shapley values (yeast, wine, diabetes)"),
+    "faithfulness": ("faithfulness", "Captum infidelity/sensitivity and Quantus faithfulness metrics for ShapNet and the ROAR methods"),
+    "scaling": ("scaling", "time to explain a batch as the number of features grows: ShapNet vs Kernel SHAP and sampling"),
 }

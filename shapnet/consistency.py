@@ -5,8 +5,11 @@ approximation of the Shapley values of its own output ``f``. The exact Shapley v
 unique additive attribution that fits the game ``v(S) = f(x_S, r) - f(r)`` best in the Shapley-kernel
 weighted least-squares sense (Lundberg & Lee 2017, Kernel SHAP). :func:`shapley_consistency` is a
 stochastic estimate of that objective for the model's own ``Phi``: it samples coalitions ``S`` from the
-Shapley kernel and penalises ``(f(x_S, r) - f(r) - sum_{i in S} Phi_i)^2``. For a ShallowShapNet it is
-exactly zero; for a deep ShapNet, training with it pulls the built-in explanation towards exactness.
+Shapley kernel and penalises ``(f(x_S, r) - f(r) - sum_{i in S} Phi_i)^2``. For an additive model (a
+``"gam"`` ShallowShapNet) it is exactly zero; with interactions the exact values minimise its expectation
+but leave a floor (the part of the game no additive attribution fits), which the gradient through
+``f(x_S)`` also pushes down. For a deep ShapNet, training with it pulls the built-in explanation towards
+exactness, partly by making the model more additive.
 :func:`explanation_error` measures how far ``Phi`` is from ``phi*`` (brute force, ``F <= 20``).
 """
 

@@ -265,7 +265,7 @@ class DeepShapNet(ShapNet):
             if layers:
                 collected.append(rep[:n_features].transpose(0, 1))
         values = rep[:n_features].transpose(0, 1)  # (B, F, K)
-        base = self.bias.unsqueeze(0).expand(batch, -1)
+        base = self.bias.unsqueeze(0).expand(batch, -1).clone()
         predictions = base + values.sum(1)
         return ShapleyExplanation(
             values, base, predictions, self.input_shape, collected if layers else None,
@@ -403,7 +403,7 @@ class VisionShapNet(ShapNet):
             if layers:
                 collected.append(rep.permute(0, 2, 3, 1))
         values = rep.permute(0, 2, 3, 1)  # (B, H, W, K)
-        base = self.bias.unsqueeze(0).expand(x.shape[0], -1)
+        base = self.bias.unsqueeze(0).expand(x.shape[0], -1).clone()
         predictions = base + values.sum((1, 2))
         return ShapleyExplanation(
             values, base, predictions, self.input_shape, collected if layers else None,

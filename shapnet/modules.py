@@ -182,26 +182,36 @@ class GroupedMLP(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.hidden, self.activation = hidden, activation
         widths = [*hidden, out_channels]
-        bound = 1.0 / math.sqrt(group_size * in_channels)  # nn.Linear's default scale
         # (k, M, C_in, h0): the first linear map split per input feature (DESIGN §7).
-        self.first_weight = nn.Parameter(torch.empty(group_size, n_modules, in_channels, widths[0]).uniform_(-bound, bound))
+        self.first_weight = nn.Parameter(torch.empty(group_size, n_modules, in_channels, widths[0]))
         has_first_bias = bool(hidden) or readout_bias
-        self.first_bias = nn.Parameter(torch.empty(n_modules, widths[0]).uniform_(-bound, bound)) if has_first_bias else None
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()  # of the hidden layers after the first
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
-            b = 1.0 / math.sqrt(w_in)
-            self.weights.append(nn.Parameter(torch.empty(n_modules, w_in, w_out).uniform_(-b, b)))
-            if len(self.biases) < len(hidden) - 1:
-                self.biases.append(nn.Parameter(torch.empty(n_modules, w_out).uniform_(-b, b)))
-        b = 1.0 / math.sqrt(widths[-2]) if hidden else bound
-        self.out_bias = (
-            nn.Parameter(torch.empty(n_modules, out_channels).uniform_(-b, b)) if hidden and readout_bias else None
+        self.first_bias = nn.Parameter(torch.empty(n_modules, widths[0])) if has_first_bias else None
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(n_modules, w_in, w_out)) for w_in, w_out in zip(widths[:-1], widths[1:])
         )
+        # Biases of the hidden layers after the first; the readout's bias is separate (optional).
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_modules, w)) for w in widths[1:-1])
+        self.out_bias = nn.Parameter(torch.empty(n_modules, out_channels)) if hidden and readout_bias else None
+        self.reset_parameters()
         k = group_size
         # Shapley weights such as 1/12 are not exact in float32: float64 masters, cast at use.
         self.register_buffer("masks_t", coalition_masks(k, torch.float64).T.contiguous(), persistent=False)
         self.register_buffer("weights_t", shapley_weights(k, torch.float64).T.contiguous(), persistent=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """``nn.Linear``'s default initialisation, per module: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+        bound = 1.0 / math.sqrt(self.group_size * self.in_channels)
+        self.first_weight.uniform_(-bound, bound)
+        if self.first_bias is not None:
+            self.first_bias.uniform_(-bound, bound)
+        for index, weight in enumerate(self.weights):
+            b = 1.0 / math.sqrt(weight.shape[1])
+            weight.uniform_(-b, b)
+            if index < len(self.biases):
+                self.biases[index].uniform_(-b, b)
+        if self.out_bias is not None:
+            self.out_bias.uniform_(-1.0 / math.sqrt(self.weights[-1].shape[1]), 1.0 / math.sqrt(self.weights[-1].shape[1]))
 
     def extra_repr(self) -> str:
         return (

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -170,7 +171,7 @@ class _ShapNetEstimator(BaseEstimator):
         max_epochs: int = 100,
         lr: float = 3e-3,
         batch_size: int = 64,
-        early_stopping: bool = False,
+        early_stopping: bool = True,
         validation_fraction: float = 0.1,
         patience: int = 5,
         weight_decay: float = 0.0,
@@ -257,19 +258,13 @@ class _ShapNetEstimator(BaseEstimator):
     def _fit(self, X: np.ndarray, y: np.ndarray, n_outputs: int) -> _ShapNetEstimator:
         """Build ``model_`` and train it with skorch on validated ``X`` (float32) and encoded ``y``."""
         self.reference_ = self._check_reference(X)
-        n_samples = X.shape[0]
-        if self.early_stopping and n_samples * self.validation_fraction < 1:
-            raise ValueError(
-                f"early_stopping holds out validation_fraction={self.validation_fraction} of the samples, "
-                f"which leaves no validation sample with n_samples={n_samples}; pass more data or "
-                "early_stopping=False."
-            )
+        early_stopping = bool(self.early_stopping) and self._can_hold_out(y)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         kwargs = dict(self.model_kwargs or {})
         if self.prune is not None:
             kwargs["prune"] = float(self.prune)
         callbacks: list[tuple[str, Callback]] = []
-        if self.early_stopping:
+        if early_stopping:
             callbacks.append(("early_stopping", EarlyStopping(monitor="valid_loss", patience=int(self.patience), load_best=True)))
         if self.verbose:
             callbacks.append(("progress", _EpochBar(int(self.max_epochs), type(self).__name__)))
@@ -290,7 +285,7 @@ class _ShapNetEstimator(BaseEstimator):
                 iterator_train__shuffle=True,
                 train_split=(
                     ValidSplit(float(self.validation_fraction), stratified=self._task == "classification", random_state=seed)
-                    if self.early_stopping else None
+                    if early_stopping else None
                 ),
                 callbacks=callbacks or None,
                 device=self.device,
@@ -307,6 +302,28 @@ class _ShapNetEstimator(BaseEstimator):
         self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
         self.n_iter_ = len(self.history_)
         return self
+
+    def _can_hold_out(self, y: np.ndarray) -> bool:
+        """Whether a (stratified) validation split is possible; warns and returns False if not."""
+        n_samples = len(y)
+        n_valid = math.ceil(float(self.validation_fraction) * n_samples)  # as sklearn's ShuffleSplit
+        if self._task == "classification":
+            counts = np.bincount(y)
+            n_classes = len(counts)
+            ok = counts.min() >= 2 and n_valid >= n_classes and n_samples - n_valid >= n_classes
+            need = f"at least 2 samples per class and {n_classes} samples on each side of the split"
+        else:
+            ok = n_samples - n_valid >= 1
+            need = "at least 2 samples"
+        if not ok:
+            warnings.warn(
+                f"early_stopping holds out validation_fraction={self.validation_fraction} of the data "
+                f"(stratified for a classifier), which needs {need}; got n_samples={n_samples}. Training "
+                f"on all samples for max_epochs={self.max_epochs} epochs without early stopping.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return ok
 
     # -- inference ------------------------------------------------------------ #
     def _validate_X(self, X: object) -> np.ndarray:
@@ -401,7 +418,8 @@ _PARAMS_DOC = """
         batch_size: rows per step.
         early_stopping: hold out ``validation_fraction`` of the data (stratified for the classifier) and
             stop when the validation loss has not improved for ``patience`` epochs, restoring the best
-            weights.
+            weights. On data too small for that split (fewer than 2 samples per class, or fewer
+            validation samples than classes) it warns and trains on everything for ``max_epochs``.
         validation_fraction: see ``early_stopping``.
         patience: see ``early_stopping``.
         weight_decay: AdamW's decoupled weight decay.
@@ -466,7 +484,8 @@ class ShapNetClassifier(ClassifierMixin, _ShapNetEstimator):
 
     def predict(self, X: object) -> np.ndarray:
         """Class labels, ``(B,)``."""
-        return self.classes_[self._logits(X).argmax(1)]
+        index = self._logits(X).argmax(1)  # checks fitted first (before classes_ is looked up)
+        return self.classes_[index]
 
     def _output_names(self) -> list[str]:
         return [str(c) for c in self.classes_]
