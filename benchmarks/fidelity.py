@@ -431,7 +431,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
             continue  # a different model: shown in the table only
         families.setdefault(r["family"], []).append(r)
     floor = 1e-9  # exact methods have error ~1e-7 (float32); keep them on the log axis
-    markers = iter("osD^v<>ph*XP" * 3)
+    markers = iter("osD^v<>phXPd8H" * 3)
     for family, pts in families.items():
         xs = [p["sec_per_sample"] for p in pts]
         ys = [max(p["rel_l2"], floor) for p in pts]

@@ -26,7 +26,13 @@ from .coalitions import shapley_kernel_size_probabilities
 from .exact import exact_shapley
 from .explanation import ShapleyExplanation
 
-__all__ = ["shapley_consistency", "sample_kernel_coalitions", "explanation_error"]
+__all__ = [
+    "shapley_consistency",
+    "consistency_inputs",
+    "consistency_loss",
+    "sample_kernel_coalitions",
+    "explanation_error",
+]
 
 
 def _model_shapes(model: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -170,20 +176,59 @@ def shapley_consistency(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
 
-    n = batch * n_coalitions
+    mixed, mask = consistency_inputs(model, x, n_coalitions=n_coalitions, generator=generator)
+    # f(r) rides along as the last row, so the whole loss costs a single forward call.
+    return consistency_loss(model(mixed), values, mask, target=target)
+
+
+def consistency_inputs(
+    model: nn.Module, x: torch.Tensor, *, n_coalitions: int = 1, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs whose predictions :func:`consistency_loss` needs: every ``x_S`` and the reference.
+
+    Use it to fold the consistency forward into the training forward (one call of ``model.explain`` on
+    ``torch.cat([x, inputs])``), which is what :func:`shapnet.training.fit` does.
+
+    Returns:
+        ``inputs``: ``(B * n_coalitions + 1, *input_shape)``, sample-major (row ``b * n + c`` is sample
+        ``b``'s coalition ``c``), the reference last; ``mask``: ``(B * n_coalitions, F)`` bool coalitions.
+    """
+    input_shape, feature_shape = _model_shapes(model)
+    n_features = math.prod(feature_shape)
+    n = x.shape[0] * n_coalitions
     device = generator.device if generator is not None else x.device
-    # (B * n_coalitions, F), sample-major: row b * n_coalitions + c belongs to sample b.
     mask = sample_kernel_coalitions(n, n_features, generator=generator, device=device).to(x.device)
     ref = model.reference.to(x)
     x_rep = x.repeat_interleave(n_coalitions, 0)  # (B * n, *in)
     input_mask = mask.view(n, *feature_shape) if len(input_shape) == 1 else mask.view(n, 1, *feature_shape)
-    mixed = torch.where(input_mask, x_rep, ref)
-    # f(r) rides along as one extra row, so the whole loss costs a single forward call.
-    out = model(torch.cat([mixed, ref.unsqueeze(0)]))  # (B * n + 1, K)
-    if tuple(out.shape) != (n + 1, n_outputs):
-        raise ValueError(f"model must return logits of shape (N, {n_outputs}) matching values, got {tuple(out.shape)}.")
-    f_masked = out[:n].view(batch, n_coalitions, n_outputs)
-    f_ref = out[n]
+    return torch.cat([torch.where(input_mask, x_rep, ref), ref.unsqueeze(0)]), mask
+
+
+def consistency_loss(
+    outputs: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    target: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared residual ``f(x_S) - f(r) - sum_{i in S} values_i`` from precomputed predictions.
+
+    Args:
+        outputs: ``(B * n + 1, K)``: the model's predictions on :func:`consistency_inputs`.
+        values: ``(B, *features, K)``.
+        mask: ``(B * n, F)`` from :func:`consistency_inputs`.
+        target: None, an int or a validated ``(B,)`` long tensor.
+    """
+    batch, n_outputs = values.shape[0], values.shape[-1]
+    n_features = mask.shape[1]
+    n_coalitions = mask.shape[0] // batch
+    n = batch * n_coalitions
+    if tuple(outputs.shape) != (n + 1, n_outputs):
+        raise ValueError(
+            f"model must return logits of shape ({n + 1}, {n_outputs}) matching values, got {tuple(outputs.shape)}."
+        )
+    f_masked = outputs[:n].view(batch, n_coalitions, n_outputs)
+    f_ref = outputs[n]
     flat = values.reshape(batch, n_features, n_outputs)
     in_coalition = torch.einsum("bcf,bfk->bck", mask.view(batch, n_coalitions, n_features).to(flat.dtype), flat)
     residual = f_masked - f_ref - in_coalition  # (B, n, K)

@@ -346,7 +346,7 @@ class _ShapNetEstimator(BaseEstimator):
             ``shap.Explanation`` with ``values`` ``(B, F, K)`` (logits; ``K = 1`` for the regressor),
             ``base_values`` ``(B, K)`` (the prediction at ``reference_``), ``data`` (``X`` as float32),
             ``feature_names`` (the DataFrame's columns if fitted on one) and ``output_names`` (class
-            labels; None for the regressor). ``values.sum(1) + base_values`` equals the logits.
+            labels as strings; shap's default ``["Output 0"]`` for the regressor). ``values.sum(1) + base_values`` equals the logits.
         """
         import shap
 
