@@ -2,6 +2,10 @@
 
     python -m benchmarks faithfulness --dataset breast_cancer|digits|mnist [--data-dir DIR] [--out DIR]
         [--model deep|shallow|mlp] [--methods roar|all|name,name] [--n-samples 50] [--n-sensitivity 10]
+        [--max-train N] [--epochs E]
+
+Tiny sample counts: by default 50 test samples (MNIST: 20, and the model is trained on 10000 training
+images) and sensitivity_max on the first 10 of them (MNIST: 4).
 
 One model is trained with the ROAR benchmark's recipe (:mod:`benchmarks.models`; ``--model deep`` is a
 DeepShapNet for tables and a small VisionShapNet for images) with its reference set to the training mean.
@@ -11,9 +15,11 @@ explains the predicted class's logit of the first ``--n-samples`` test samples a
 
 Metrics (arrow: which direction is better), all on logits (Quantus ``softmax=False``):
 
-* ``infidelity`` ↓ (Captum ``infidelity``, ``normalize=True``, 32 perturbations per sample): the
-  perturbation sets a uniformly random subset of features (whole pixels; each with probability 1/2) to
-  the reference, i.e. the same removal as the Shapley game.
+* ``infidelity`` ↓ (Captum ``infidelity``, ``normalize=True``, 32 perturbations per sample): a uniformly
+  random subset of features (whole pixels; each with probability 1/2) is set to the reference, the same
+  removal as in the Shapley game, and the perturbation vector is that subset's 0/1 mask, so the score is
+  the (optimally rescaled) squared error of "sum of the removed features' attributions" as a prediction of
+  the logit's change.
 * ``sensitivity_max`` ↓ (Captum, default uniform noise of radius 0.02 in standardised units, 5 perturbations),
   on the first ``--n-sensitivity`` samples only: it re-runs the method on every perturbed input.
 * ``faithfulness_corr`` ↑ (Quantus FaithfulnessCorrelation, 100 random subsets of ``F/4`` features, at most 224),
@@ -107,18 +113,23 @@ def reference_replacement(arr: np.ndarray, indices: np.ndarray, reference: np.nd
 def subset_removal(reference: torch.Tensor, seed: int) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Captum infidelity ``perturb_func``: random features (whole pixels) set to ``reference``.
 
+    The perturbation returned is the 0/1 removal mask ``I``, so that ``I · a`` is the total attribution of
+    the removed features: the prediction an additive explanation makes for ``f(x) - f(x with them
+    removed)``. This is Captum's ``multiply_by_inputs`` convention (``(x - x̃) / (x - r)``), right for
+    attributions that already include ``x - r`` (Shapley values, path methods), and the same sum that
+    Quantus' FaithfulnessCorrelation correlates with the prediction change.
+
     Returns:
-        ``perturb(inputs) -> (perturbation, perturbed)``, both like ``inputs`` (``(N, F)`` or ``(N, C, H, W)``),
-        with ``perturbation = inputs - perturbed`` (Captum's convention).
+        ``perturb(inputs) -> (mask, perturbed)``, both like ``inputs`` (``(N, F)`` or ``(N, C, H, W)``).
     """
     generator = torch.Generator().manual_seed(int(seed))
 
     def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = inputs[0] if isinstance(inputs, tuple) else inputs
         shape = (x.shape[0], 1, *x.shape[2:]) if x.dim() == 4 else x.shape  # one draw per pixel
-        keep = torch.rand(shape, generator=generator) < 0.5
-        perturbed = torch.where(keep, x, reference.to(x))
-        return x - perturbed, perturbed
+        removed = (torch.rand(shape, generator=generator) < 0.5).expand_as(x)
+        perturbed = torch.where(removed, reference.to(x), x)
+        return removed.to(x.dtype), perturbed
 
     return perturb
 
@@ -259,13 +270,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="model kind of the ROAR benchmark (benchmarks.models)")
     parser.add_argument("--methods", default="roar",
                         help="'roar' (the ROAR benchmark's default set), 'all', or comma-separated method names")
-    parser.add_argument("--n-samples", type=int, default=50, help="test samples explained and scored")
-    parser.add_argument("--n-sensitivity", type=int, default=10, help="samples for sensitivity_max (re-explains 5x each)")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help="test samples explained and scored (default 50; mnist 20)")
+    parser.add_argument("--n-sensitivity", type=int, default=None,
+                        help="samples for sensitivity_max, which re-explains each 5 times (default 10; mnist 4)")
     parser.add_argument("--epochs", type=int, default=None, help="override the ROAR recipe's epochs")
-    parser.add_argument("--max-train", type=int, default=None, help="use at most this many training samples")
+    parser.add_argument("--max-train", type=int, default=None,
+                        help="use at most this many training samples (default: all; mnist 10000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tests: toy sizes
     args = parser.parse_args(argv)
+    # MNIST's 784 pixels make the sampling methods slow (Captum's Shapley value sampling: ~30 s per image).
+    for name, default, mnist in (("n_samples", 50, 20), ("n_sensitivity", 10, 4), ("max_train", None, 10000)):
+        if getattr(args, name) is None:
+            setattr(args, name, mnist if args.dataset == "mnist" else default)
     if args.quick:
         args.n_samples, args.n_sensitivity = min(args.n_samples, 6), min(args.n_sensitivity, 2)
         args.epochs = args.epochs or 1

@@ -54,6 +54,8 @@ __all__ = [
     "limit_blas_threads",
     "MethodSpec",
     "build_methods",
+    "sampling_spec",
+    "min_budget",
     "attribution_metrics",
     "time_to_reach",
     "predicted_targets",
@@ -190,6 +192,32 @@ def _captum(name: str, **kwargs: Any) -> RunFn:
     return run
 
 
+def sampling_spec(family: str, budget: int, n_features: int) -> MethodSpec:
+    """One of the :data:`SAMPLING_FAMILIES` at ``budget`` (its own parameter; see :func:`build_methods`)."""
+    full = 2**n_features
+    if family == "shap Kernel":
+        label = f"2^{n_features}={full}" if budget == full else str(budget)
+        note = "nsamples; l1_reg=False" + ("; enumerates all coalitions (exact)" if budget >= full - 2 else "")
+        return MethodSpec(f"shap Kernel ({label})", family, budget, _shap_kernel(budget), note)
+    if family == "shap Permutation":
+        return MethodSpec(f"shap Permutation ({budget})", family, budget, _shap_masked("permutation", budget), "max_evals")
+    if family == "Captum KernelShap":
+        return MethodSpec(f"Captum KernelShap ({budget})", family, budget,
+                          _captum("KernelShap", n_samples=budget, perturbations_per_eval=min(budget, 256)), "n_samples")
+    if family == "Captum ShapleyValueSampling":
+        perms = max(1, budget // n_features)
+        return MethodSpec(f"Captum ShapleyValueSampling ({budget})", family, budget,
+                          _captum("ShapleyValueSampling", n_samples=perms, perturbations_per_eval=n_features),
+                          f"{perms} permutation{'s' if perms > 1 else ''}")
+    raise ValueError(f"unknown sampling family {family!r}; expected one of {SAMPLING_FAMILIES}.")
+
+
+def min_budget(family: str, n_features: int) -> int:
+    """The smallest sensible budget: one permutation, or one more coalition than features."""
+    return {"shap Kernel": n_features + 2, "shap Permutation": 2 * n_features + 1,
+            "Captum KernelShap": n_features + 1, "Captum ShapleyValueSampling": n_features}[family]
+
+
 def build_methods(
     n_features: int,
     *,
@@ -210,31 +238,18 @@ def build_methods(
     """
     full = 2**n_features
     specs = [MethodSpec("ShapNet (built-in)", "ShapNet (built-in)", None, _builtin, "one explained forward pass")]
-    for budget in sorted(set(kernel_budgets) | {full}):
-        label = f"2^{n_features}={full}" if budget == full else str(budget)
-        note = "nsamples; l1_reg=False" + ("; enumerates all coalitions (exact)" if budget >= full - 2 else "")
-        specs.append(MethodSpec(f"shap Kernel ({label})", "shap Kernel", budget, _shap_kernel(budget), note))
-    for budget in sorted(set(permutation_budgets)):
-        specs.append(
-            MethodSpec(f"shap Permutation ({budget})", "shap Permutation", budget, _shap_masked("permutation", budget),
-                       "max_evals")
-        )
+    specs += [sampling_spec("shap Kernel", b, n_features) for b in sorted(set(kernel_budgets) | {full})]
+    specs += [sampling_spec("shap Permutation", b, n_features) for b in sorted(set(permutation_budgets))]
     specs.append(MethodSpec("shap Exact", "shap Exact", None, _shap_masked("exact", None), "sanity check: = truth"))
-    for budget in sorted(set(captum_budgets)):
-        specs.append(
-            MethodSpec(f"Captum KernelShap ({budget})", "Captum KernelShap", budget,
-                       _captum("KernelShap", n_samples=budget, perturbations_per_eval=min(budget, 256)), "n_samples")
-        )
-    for budget in sorted(set(captum_budgets)):
-        perms = max(1, budget // n_features)
-        specs.append(
-            MethodSpec(f"Captum ShapleyValueSampling ({budget})", "Captum ShapleyValueSampling", budget,
-                       _captum("ShapleyValueSampling", n_samples=perms, perturbations_per_eval=n_features),
-                       f"{perms} permutations")
-        )
+    specs += [sampling_spec("Captum KernelShap", b, n_features) for b in sorted(set(captum_budgets))]
+    specs += [sampling_spec("Captum ShapleyValueSampling", b, n_features) for b in sorted(set(captum_budgets))]
+    # A ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so Captum's
+    # DeepLift rules never fire: DeepLift(Shap) return gradient x (x - r), i.e. InputXGradient here.
+    no_rules = "rules do not apply to a ShapNet's functional ReLUs: = gradient x (x - r)"
     specs += [
-        MethodSpec("Captum DeepLift", "Captum DeepLift", None, _captum("DeepLift"), "rescale rule"),
-        MethodSpec("Captum DeepLiftShap", "Captum DeepLiftShap", None, _captum("DeepLiftShap"), "baselines = r twice"),
+        MethodSpec("Captum DeepLift", "Captum DeepLift", None, _captum("DeepLift"), no_rules),
+        MethodSpec("Captum DeepLiftShap", "Captum DeepLiftShap", None, _captum("DeepLiftShap"),
+                   "baselines = r twice; " + no_rules),
         MethodSpec("Captum GradientShap", "Captum GradientShap", None, _captum("GradientShap"),
                    "defaults: n_samples=5, stdevs=0"),
         MethodSpec("Captum IntegratedGradients", "Captum IntegratedGradients", None,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -112,7 +113,9 @@ class MethodSpec:
                 f"background must have shape (M, *input_shape) = (M, {', '.join(map(str, x.shape[1:]))}), "
                 f"got {tuple(background.shape)}."
             )
-        with _seeded(seed):
+        with _seeded(seed), warnings.catch_warnings():
+            # Captum warns each time it switches on requires_grad for the inputs it differentiates: expected.
+            warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
             out = self.fn(model, x, target, background=background, seed=seed, **dict(self.budget))
         out = torch.as_tensor(out).detach().to(torch.float32)
         if out.shape != x.shape:

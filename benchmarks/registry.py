@@ -5,6 +5,7 @@ from __future__ import annotations
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "quickstart": ("quickstart", "train a Deep ShapNet on breast_cancer, show accuracy and one explanation"),
     "consistency": ("consistency", "sweep the Shapley-consistency weight: fidelity to exact Shapley values, accuracy, cost"),
+    "roar": ("roar", "ROAR/KAR remove-and-retrain: accuracy as each method's top features are replaced (resumable, Dask)"),
     "speed": ("speed", "explain / training-step time and FLOP efficiency of Deep and Vision ShapNets (1 thread)"),
     "fidelity": ("fidelity", "error and time of ShapNet vs shap/Captum against exact Shapley values (yeast, wine, diabetes)"),
     "faithfulness": ("faithfulness", "Captum infidelity/sensitivity and Quantus faithfulness metrics for ShapNet and the ROAR methods"),
