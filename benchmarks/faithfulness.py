@@ -242,8 +242,8 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     if not metrics:
         return
     cols = min(4, len(metrics))
-    fig, axes = plt.subplots(math.ceil(len(metrics) / cols), cols, figsize=(3.6 * cols, 3.2 * math.ceil(len(metrics) / cols)),
-                             squeeze=False)
+    n_rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.6 * cols, 3.2 * n_rows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         pts = [(r["method"], r[metric]) for r in rows if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
         colors = ["crimson" if name == "shapnet" else ("grey" if name == "random" else "tab:blue") for name, _ in pts]
@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {**machine_info(), "wall_seconds": time.perf_counter() - wall}
     write_json(out / "faithfulness.json", {
         "machine": info, "settings": vars(args), "methods": names,
-        "model": {"kind": args.model, "class": type(model).__name__, "test_accuracy": acc, "train_seconds": train_seconds},
+        "model": {"kind": args.model, "class": type(model).__name__, "test_accuracy": acc,
+                  "train_seconds": train_seconds},
         "n_samples": len(x), "n_sensitivity": min(args.n_sensitivity, len(x)),
         "directions": {m: d for m, (d, _) in METRICS.items()}, "checks": checks, "rows": rows,
     })

@@ -192,7 +192,8 @@ def plot(rows: list[dict], path: str, batch: int) -> None:
     for r in rows:
         methods.setdefault(r["method"], []).append(r)
     for method, pts in methods.items():
-        style = {"color": "crimson", "marker": "*", "markersize": 12} if method.startswith("ShapNet") else {"marker": "o"}
+        shapnet = method.startswith("ShapNet")
+        style = {"color": "crimson", "marker": "*", "markersize": 12} if shapnet else {"marker": "o"}
         ax.plot([p["d"] for p in pts], [p["seconds_per_batch"] for p in pts], label=method, **style)
         for p in pts:
             if p["measured"] < batch:
@@ -202,7 +203,8 @@ def plot(rows: list[dict], path: str, batch: int) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("number of features d")
     ax.set_ylabel(f"seconds to explain {batch} samples (1 thread)")
-    ax.set_title(f"Explanation time vs number of features (d <= {MAX_EXACT}: post-hoc budgets calibrated to ShapNet's error;\n"
+    ax.set_title(f"Explanation time vs number of features (d <= {MAX_EXACT}: post-hoc budgets calibrated to "
+                 "ShapNet's error;\n"
                  f"larger d: library defaults; n/{batch}: timed on n samples, scaled to the batch)", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -289,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                              "x_shapnet": exact_seconds * len(x) / shapnet_seconds})
             else:
                 rows.append(row)
-                posthoc.append(("shap Kernel", kernel_shap(None), f"{2 * d + 2048} nsamples", "shap default (2d + 2048)"))
+                posthoc.append(("shap Kernel", kernel_shap(None), f"{2 * d + 2048} nsamples",
+                                "shap default (2d + 2048)"))
                 posthoc.append(("Captum ShapleyValueSampling", shapley_sampling(None), "25 permutations",
                                 "Captum default"))
             for name, explain, budget, rule in posthoc:

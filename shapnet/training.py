@@ -535,6 +535,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=None, help="JSON list of Stage fields (image datasets)")
     p.add_argument("--readout-hidden", type=int, nargs="*", default=None)
     p.add_argument("--max-train", type=int, default=None, help="train on a random subset of this size")
+    p.add_argument("--eval-test-every-epoch", action="store_true",
+                   help="evaluate the test set after every epoch (recorded as val_*; monitoring only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
@@ -567,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         consistency=args.consistency, n_coalitions=args.n_coalitions, checkpoint=checkpoint,
         resume=not args.no_resume, progress=progress, seed=args.seed, task=ds.task,
         lr_schedule=None if args.lr_schedule == "none" else "cosine", callback=report,
+        X_val=ds.X_test if args.eval_test_every_epoch else None,
+        y_val=ds.y_test if args.eval_test_every_epoch else None,
     )
     tic = time.perf_counter()
     test_score = evaluate(model, ds.X_test, ds.y_test, 512, task=ds.task)

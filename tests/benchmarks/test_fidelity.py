@@ -21,7 +21,8 @@ def test_cli_quick_writes_expected_rows(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["method", "family", "budget", "rel_l2", "spearman", "top3", "sec_per_sample",
                              "evals_per_sample", "note"]
-    names = [r["method"] for r in rows]
+    extra = [r for r in rows if "extra budget" in r["note"]]
+    names = [r["method"] for r in rows if r not in extra]
     # --quick: Kernel at 16 and 2^10, Permutation at 64, Captum samplers at 32; every other method once.
     assert names == [
         "ShapNet (built-in)", "shap Kernel (16)", "shap Kernel (2^10=1024)", "shap Permutation (64)", "shap Exact",
@@ -30,6 +31,16 @@ def test_cli_quick_writes_expected_rows(tmp_path: Path) -> None:
         "ShallowShapNet (built-in, exact control)",
     ]
     by_name = {r["method"]: r for r in rows}
+    shapnet_error = float(by_name["ShapNet (built-in)"]["rel_l2"])
+    # Extra budgets are smaller than the family's first default budget and stop once the ShapNet's error
+    # is bracketed (or at the smallest sensible budget).
+    for family in {r["family"] for r in extra}:
+        added = sorted((r for r in extra if r["family"] == family), key=lambda r: int(r["budget"]))
+        defaults = [int(r["budget"]) for r in rows if r["family"] == family and r not in extra]
+        assert int(added[-1]["budget"]) < min(defaults)
+        smallest = added[0]
+        assert (float(smallest["rel_l2"]) > shapnet_error
+                or int(smallest["budget"]) == fidelity.min_budget(family, 10)), smallest
     # Exact methods reproduce the truth up to float32 rounding; the ShallowShapNet control is exact.
     for exact in ("shap Exact", "shap Kernel (2^10=1024)", "ShallowShapNet (built-in, exact control)"):
         assert float(by_name[exact]["rel_l2"]) < 1e-5, exact
@@ -43,7 +54,7 @@ def test_cli_quick_writes_expected_rows(tmp_path: Path) -> None:
     payload = json.loads((out / "fidelity.json").read_text())
     assert payload["n_samples"] == 4 and payload["explained_output"] == "the single output"
     ratio = payload["ratio"]
-    assert ratio["shapnet_rel_l2"] == pytest.approx(float(by_name["ShapNet (built-in)"]["rel_l2"]))
+    assert ratio["shapnet_rel_l2"] == pytest.approx(shapnet_error)
     # The exact Kernel budget always reaches the ShapNet's error, so shap Kernel has a finite ratio.
     assert ratio["per_family"]["shap Kernel"]["ratio"] > 0
     assert (out / "fidelity.png").stat().st_size > 0

@@ -244,3 +244,40 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "AUC" in printed and "shapnet" in printed
     assert roar.main(["--dataset", "wine", "--methods", "nope", "--out", str(out)]) == 2
     assert "unknown attribution method 'nope'" in capsys.readouterr().err
+
+
+# Methods whose values sum to f(x) - f(background) for the target by construction (efficiency).
+EFFICIENT = {"shapnet", "shapley_value_sampling", "shap_permutation", "shap_kernel", "kernel_shap", "deeplift",
+             "deeplift_shap", "shap_deep"}
+
+
+# shap's masked-model explainers JIT-compile (numba) for ~10 s on their first call in a process: too slow
+# for this file; their support rule is tested above.
+NUMBA_JIT = {"shap_exact", "shap_permutation"}
+
+
+@pytest.mark.parametrize("kind", ["mlp", "deep"])
+def test_every_method_explains_the_same_game(kind: str) -> None:
+    """Each supported method returns input-shaped attributions of the target, against the given background."""
+    n = 6
+    model = build_model(ModelConfig(kind=kind, hidden=(8,), channels=4), (n,), 3, seed=0)
+    x = torch.randn(4, n)
+    background = torch.full((1, n), 0.3)
+    if kind == "deep":  # a Deep ShapNet explains against its own reference: make it the background
+        model.reference.copy_(background[0])
+    target = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        gap = (model(x) - model(background)).gather(1, target[:, None]).squeeze(1)
+    ran = set()
+    for name, spec in METHODS.items():
+        if name in NUMBA_JIT or spec.supports(model, n) is not None:
+            continue
+        attr = spec(model, x, target, background=background, seed=0)
+        assert attr.shape == x.shape and torch.isfinite(attr).all(), name
+        if name in EFFICIENT:
+            torch.testing.assert_close(attr.sum(1), gap, atol=1e-4, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        ran.add(name)
+    expected_unsupported = {"mlp": {"shapnet"}, "deep": {"deeplift", "deeplift_shap", "shap_deep"}}[kind]
+    assert ran == set(METHODS) - NUMBA_JIT - expected_unsupported
+    assert not torch.equal(get_method("random")(model, x, target, background=background, seed=0),
+                           get_method("random")(model, x, target, background=background, seed=1))
