@@ -276,9 +276,11 @@ def shapnet_values(
 ) -> torch.Tensor:
     from shapnet_adapters.captum import ShapNetAttribution
 
-    # The ShapNet explains against its own reference (which the benchmarks set to the training mean, the
-    # same row passed as ``background``); Deep/Vision ShapNets accept no other baseline.
-    return ShapNetAttribution(model).attribute(x, target=target)
+    # A one-row background is the baseline: exact for a ShallowShapNet; a Deep/Vision ShapNet raises a
+    # ValueError unless it equals the model's reference (the benchmarks make both the training mean). With
+    # several background rows the values are against the model's reference.
+    baseline = background[:1] if background.shape[0] == 1 else None
+    return ShapNetAttribution(model).attribute(x, baselines=baseline, target=target)
 
 
 @register_method(

@@ -61,7 +61,7 @@ class ModelConfig:
         epochs, batch_size, lr, weight_decay: the training recipe of :func:`train_model`.
     """
 
-    kind: str = "deep"
+    kind: ModelKind = "deep"
     hidden: tuple[int, ...] = (16,)
     channels: int = 8
     stages: tuple[dict, ...] | None = None
@@ -224,7 +224,7 @@ def train_model(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, X: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+def predict(model: nn.Module, X: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Predicted class indices ``(N,)`` of ``model`` on ``X`` ``(N, *input_shape)``."""
     X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
     model.eval()

@@ -62,7 +62,6 @@ __all__ = [
     "main",
 ]
 
-Mode = Literal["roar", "kar"]
 MODES: tuple[str, ...] = ("roar", "kar")
 BASELINE = "baseline"  # method name of the shared fraction-0 cells (mode "none")
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -92,11 +91,13 @@ class RoarSettings:
         seed: seeds the original model, the attributions, tie-breaking and (offset) every retrain.
         data_dir: data root for yeast, adult and mnist (default ``$SHAPNET_DATA``).
         max_train: keep at most this many training rows (None: all).
+        max_test: keep the first this many test rows (None: all; the split is already shuffled).
         out: output directory.
         n_jobs: joblib workers for the retraining cells (-1: all cores).
         scheduler: a Dask scheduler address: run the cells on that cluster via joblib's Dask backend.
         progress: show a tqdm bar over the cells.
-        chunk_size: rows per attribution call (bounds memory of the sampling methods).
+        chunk_size: at most this many rows per attribution call (fewer for inputs over 128 elements), which
+            bounds the memory of the sampling methods. Chunk ``i`` is seeded ``seed + i``.
     """
 
     dataset: str | Dataset = "breast_cancer"
@@ -110,6 +111,7 @@ class RoarSettings:
     seed: int = 0
     data_dir: str | None = None
     max_train: int | None = None
+    max_test: int | None = None
     out: str | os.PathLike = "results/roar"
     n_jobs: int = 1
     scheduler: str | None = None
@@ -396,6 +398,10 @@ def _load(settings: RoarSettings) -> Dataset:
         data = load_dataset(settings.dataset, settings.data_dir, random_state=settings.seed, max_train=settings.max_train)
     if data.task != "classification":
         raise ValueError(f"ROAR measures accuracy: dataset {data.name!r} is a {data.task} task, expected classification.")
+    if settings.max_test is not None:
+        if isinstance(settings.max_test, bool) or not isinstance(settings.max_test, int) or settings.max_test < 1:
+            raise ValueError(f"max_test must be a positive int or None, got {settings.max_test!r}.")
+        data = dataclasses.replace(data, X_test=data.X_test[: settings.max_test], y_test=data.y_test[: settings.max_test])
     return data
 
 
@@ -437,7 +443,10 @@ def _attribute(
 
 
 def _method_key(spec: MethodSpec, model_hash: str, data_key: str, settings: RoarSettings) -> str:
-    return _fingerprint(spec.name, dict(spec.budget), model_hash, data_key, settings.target, settings.seed)
+    # The chunk size decides the per-chunk seeds of the stochastic methods, so it is part of the key.
+    return _fingerprint(
+        spec.name, dict(spec.budget), model_hash, data_key, settings.target, settings.seed, settings.chunk_size
+    )
 
 
 def _attributions(
@@ -453,7 +462,9 @@ def _attributions(
     X = np.concatenate([data.X_train, data.X_test])
     target = np.concatenate(targets)
     tic = time.perf_counter()
-    attr = _attribute(spec, model, X, target, background, settings.seed, settings.chunk_size)
+    # Fewer rows per call for large inputs: sampling methods multiply each chunk by their sample count.
+    chunk = max(8, min(settings.chunk_size, 2**15 // max(1, int(np.prod(X.shape[1:])))))
+    attr = _attribute(spec, model, X, target, background, settings.seed, chunk)
     seconds = time.perf_counter() - tic
     if not np.isfinite(attr).all():
         raise ValueError(f"returned non-finite attributions ({int((~np.isfinite(attr)).sum())} entries)")
@@ -653,7 +664,7 @@ def _settings_dict(settings: RoarSettings, data: Dataset, n_features: int) -> di
         "retrain_seeds": [retrain_seed(settings.seed, r) for r in range(settings.repeats)],
         "fill": "training mean per " + ("channel" if data.X_train.ndim == 4 else "feature"),
         "baseline": "the training mean (the ShapNet reference) for every method",
-        "max_train": settings.max_train, "n_jobs": settings.n_jobs, "scheduler": settings.scheduler,
+        "max_train": settings.max_train, "max_test": settings.max_test, "n_jobs": settings.n_jobs, "scheduler": settings.scheduler,
         "chunk_size": settings.chunk_size,
     }
 
@@ -790,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--max-train", type=int, default=None, help="keep at most this many training rows")
+    parser.add_argument("--max-test", type=int, default=None, help="keep at most this many test rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="data root for yeast, adult, mnist (default $SHAPNET_DATA)")
     parser.add_argument("--out", default=None, help="output directory (default results/roar/<dataset>-<model>)")
@@ -805,11 +817,12 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset, methods=methods, fractions=args.fractions, repeats=args.repeats,
             modes=MODES if args.mode == "both" else (args.mode,), model=model, target=args.target,
             rank=args.rank, seed=args.seed, data_dir=args.data_dir, max_train=args.max_train,
+            max_test=args.max_test,
             out=args.out or f"results/roar/{args.dataset}-{args.model}", n_jobs=args.n_jobs,
             scheduler=args.scheduler, progress=not args.no_progress,
         )
         run_roar(settings)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad settings or data, a corrupt results file, no scheduler
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"\nwrote {settings.out}/results.csv, summary.csv, roar.png, methods.json")

@@ -399,7 +399,8 @@ def fit(
                         else:
                             correct += float(((logits[:, 0] - yb) ** 2).sum())  # squared error, for R²
                     bar.update(1)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum / min(n, (step + 1) * batch_size):.4f}")
+                    running = loss_sum / min(n, (step + 1) * batch_size)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{running:.4f}")
                 if task == "classification":
                     train_score = correct / n
                 else:
@@ -522,8 +523,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="data root (default: $SHAPNET_DATA)")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--lr-schedule", choices=["cosine", "none"], default="cosine")
     p.add_argument("--l1", type=float, default=0.0)

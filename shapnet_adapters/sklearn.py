@@ -265,10 +265,12 @@ class _ShapNetEstimator(BaseEstimator):
             kwargs["prune"] = float(self.prune)
         callbacks: list[tuple[str, Callback]] = []
         if early_stopping:
-            callbacks.append(("early_stopping", EarlyStopping(monitor="valid_loss", patience=int(self.patience), load_best=True)))
+            stopper = EarlyStopping(monitor="valid_loss", patience=int(self.patience), load_best=True)
+            callbacks.append(("early_stopping", stopper))
         if self.verbose:
             callbacks.append(("progress", _EpochBar(int(self.max_epochs), type(self).__name__)))
-        net_class = _ClassifierNet if self._task == "classification" else _RegressorNet
+        classification = self._task == "classification"
+        net_class = _ClassifierNet if classification else _RegressorNet
         # The RNG is forked so that fit is reproducible for an int random_state (weights, shuffling, the
         # validation split, coalition sampling) without touching the caller's global torch RNG.
         with torch.random.fork_rng(devices=[]):
@@ -276,7 +278,7 @@ class _ShapNetEstimator(BaseEstimator):
             module = _BUILDERS[self.model](X.shape[1], n_outputs, reference=torch.from_numpy(self.reference_), **kwargs)
             net = net_class(
                 module,
-                criterion=torch.nn.CrossEntropyLoss if self._task == "classification" else torch.nn.MSELoss,
+                criterion=torch.nn.CrossEntropyLoss if classification else torch.nn.MSELoss,
                 optimizer=torch.optim.AdamW,
                 optimizer__weight_decay=float(self.weight_decay),
                 lr=float(self.lr),
@@ -284,7 +286,7 @@ class _ShapNetEstimator(BaseEstimator):
                 batch_size=int(self.batch_size),
                 iterator_train__shuffle=True,
                 train_split=(
-                    ValidSplit(float(self.validation_fraction), stratified=self._task == "classification", random_state=seed)
+                    ValidSplit(float(self.validation_fraction), stratified=classification, random_state=seed)
                     if early_stopping else None
                 ),
                 callbacks=callbacks or None,
@@ -346,7 +348,8 @@ class _ShapNetEstimator(BaseEstimator):
             ``shap.Explanation`` with ``values`` ``(B, F, K)`` (logits; ``K = 1`` for the regressor),
             ``base_values`` ``(B, K)`` (the prediction at ``reference_``), ``data`` (``X`` as float32),
             ``feature_names`` (the DataFrame's columns if fitted on one) and ``output_names`` (class
-            labels as strings; shap's default ``["Output 0"]`` for the regressor). ``values.sum(1) + base_values`` equals the logits.
+            labels as strings; shap's default ``["Output 0"]`` for the regressor).
+            ``values.sum(1) + base_values`` equals the logits.
         """
         import shap
 
