@@ -571,7 +571,7 @@ def shap_kernel(
     shape = tuple(x.shape[1:])
     flat = x.reshape(x.shape[0], -1).numpy()
     explainer = shap.KernelExplainer(_numpy_model(model, shape), background.reshape(background.shape[0], -1).numpy())
-    values = explainer.shap_values(flat, nsamples=nsamples, silent=True)
+    values = explainer.shap_values(flat, nsamples=nsamples, silent=True, l1_reg=False)  # shap would keep only 10 features
     return _select(values, target, shape)
 
 

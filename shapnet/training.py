@@ -9,7 +9,8 @@ from the last finished epoch and ends exactly where an uninterrupted run would.
 
 Command line (writes ``result.json``, ``checkpoint.pt`` and ``model.pt`` into ``--out``)::
 
-    python -m shapnet.training --dataset mnist --data-dir /work/shared/data --epochs 6 --out results/mnist
+    python -m shapnet.training --dataset mnist --data-dir /work/shared/data --epochs 3 --threads 1 \\
+        --eval-test-every-epoch --out results/mnist/default_e3
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def training_loss(
     """The training objective: ``criterion(logits, y)`` plus the weighted explanation penalties.
 
     Everything comes from one explained forward pass (``model.explain``), whose predictions are the
-    logits: the penalties cost no extra forward, except the consistency loss (one extra batched forward
-    over ``B * n_coalitions`` masked inputs, see :func:`shapnet.consistency.shapley_consistency`).
+    logits. With ``consistency > 0`` that pass also covers the ``B * n_coalitions`` masked inputs and the
+    reference that :func:`shapnet.consistency.shapley_consistency` needs (built by
+    :func:`~shapnet.consistency.consistency_inputs`, scored by :func:`~shapnet.consistency.consistency_loss`).
 
     Args:
         model: a ShapNet.
@@ -131,17 +133,27 @@ def training_loss(
     Returns:
         ``(loss, logits)``: a scalar and ``(B, K)``.
     """
-    explanation = model.explain(x, layers=reg_layers == "all" and (l1 > 0 or linf > 0))
+    layers = reg_layers == "all" and (l1 > 0 or linf > 0)
+    consistency_term = None
+    if consistency > 0:
+        from .consistency import consistency_inputs, consistency_loss  # imported only when asked for
+
+        # The masked inputs x_S and the reference ride along in the same explained forward as the batch:
+        # one call, the same numbers as shapley_consistency(model, x, values) (same RNG draws).
+        extra, mask = consistency_inputs(model, x, n_coalitions=n_coalitions)
+        full = model.explain(torch.cat([x, extra]), layers=layers)
+        explanation = full[: x.shape[0]]
+        consistency_term = consistency_loss(full.predictions[x.shape[0] :], explanation.values, mask)
+    else:
+        explanation = model.explain(x, layers=layers)
     logits = explanation.predictions
     loss = criterion(logits, y)
     if l1 > 0:
         loss = loss + l1 * explanation_penalty(explanation, "l1", layers=reg_layers)
     if linf > 0:
         loss = loss + linf * explanation_penalty(explanation, "linf", layers=reg_layers)
-    if consistency > 0:
-        from .consistency import shapley_consistency  # only needed (and imported) when asked for
-
-        loss = loss + consistency * shapley_consistency(model, x, explanation.values, n_coalitions=n_coalitions)
+    if consistency_term is not None:
+        loss = loss + consistency * consistency_term
     return loss, logits
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 import shapnet
 from shapnet import DeepShapNet, ShallowShapNet, VisionShapNet
+from shapnet.consistency import shapley_consistency
 from shapnet.io import load_checkpoint
 from shapnet.regularizers import explanation_penalty
 from shapnet.training import TrainResult, evaluate, fit, main, training_loss
@@ -80,8 +81,14 @@ def test_training_loss_consistency_term_is_added_and_differentiable() -> None:
     x, t = torch.from_numpy(X[:16]), torch.from_numpy(y[:16])
     ce = nn.CrossEntropyLoss()
     base, _ = training_loss(model, x, t, ce)
-    loss, _ = training_loss(model, x, t, ce, consistency=10.0, n_coalitions=2)
+    torch.manual_seed(3)
+    loss, logits = training_loss(model, x, t, ce, consistency=10.0, n_coalitions=2)
     assert float(loss.detach()) > float(base.detach())
+    torch.testing.assert_close(logits, model(x))
+    # Folded into one forward, it equals the stand-alone loss with the same coalitions (same RNG draws).
+    torch.manual_seed(3)
+    expected = base + 10.0 * shapley_consistency(model, x, model.explain(x).values, n_coalitions=2)
+    torch.testing.assert_close(loss, expected)
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     # An additive model (a GAM ShallowShapNet) satisfies v(S) = sum_{i in S} phi_i: the term is 0.
