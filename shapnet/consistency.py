@@ -127,7 +127,7 @@ def shapley_consistency(
     set of pixels, with all channels of a pixel masked together (mask ``(B, 1, H, W)``).
 
     Gradients flow through both the masked predictions and ``values``; do not detach either (see
-    docs/consistency.md: detaching ``f(x_S)`` collapsed accuracy on Yeast). Cost: one extra forward
+    README, "Faithful Deep ShapNets": detaching ``f(x_S)`` collapsed accuracy on Yeast). Cost: one extra forward
     pass per coalition per sample (plus one row for ``f(r)``), all in one batched call of ``model``.
 
     Args:

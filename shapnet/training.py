@@ -44,7 +44,7 @@ DIGITS_STAGES = (
     Stage(32, kernel_size=2, dilation=4, hidden=(32,), split=16),
 )
 
-#: Stages used by the command line for MNIST (see docs/training.md for how they were chosen).
+#: Stages used by the command line for MNIST (see the README, "MNIST", for how they were chosen).
 MNIST_STAGES: tuple[Stage, ...] | None = None  # None: shapnet.models.DEFAULT_STAGES
 
 

@@ -436,7 +436,7 @@ _PARAMS_DOC = """
 
 _SKIPPED_DOC = """
     Every ``sklearn.utils.estimator_checks`` check passes (``EXPECTED_FAILED_CHECKS`` is empty; see
-    docs/training.md for how the test suite runs them).
+    the README, "scikit-learn's estimator checks", for how the test suite runs them).
 """
 
 
