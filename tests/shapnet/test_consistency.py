@@ -20,15 +20,6 @@ from shapnet.coalitions import shapley_kernel_size_probabilities
 from shapnet.consistency import explanation_error, sample_kernel_coalitions, shapley_consistency
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread is faster and does not fight the other jobs on a shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def deep_model(seed: int = 0, n_features: int = 6, n_outputs: int = 3) -> DeepShapNet:
     torch.manual_seed(seed)
     return DeepShapNet(n_features, n_outputs, channels=4, hidden=(8,), depth=4).double()

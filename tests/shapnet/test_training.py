@@ -17,15 +17,6 @@ from shapnet.regularizers import explanation_penalty
 from shapnet.training import TrainResult, evaluate, fit, main, training_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a busy 2-core machine: thread hand-offs cost far more than they save.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_data(n: int = 96, f: int = 5, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Linearly separable-ish synthetic classes: ``(n, f)`` float32 and ``(n,)`` int64 labels."""
     rng = np.random.default_rng(seed)

@@ -20,15 +20,6 @@ from shapnet import DeepShapNet, ShallowShapNet
 from shapnet_adapters.sklearn import EXPECTED_FAILED_CHECKS, ShapNetClassifier, ShapNetRegressor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a busy 2-core machine: thread hand-offs cost far more than they save.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @parametrize_with_checks(
     [ShapNetClassifier(max_epochs=3, random_state=0), ShapNetRegressor(max_epochs=3, random_state=0)],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
