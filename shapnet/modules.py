@@ -51,7 +51,7 @@ class ModuleShapley(NamedTuple):
     """Shapley values of every module of a layer.
 
     Attributes:
-        values: ``(M, k, N, O)``; ``values[m, j, n]`` is the Shapley value of module ``m``'s ``j``-th
+        values: ``(k, M, N, O)``; ``values[j, m, n]`` is the Shapley value of module ``m``'s ``j``-th
             feature for row ``n``.
         base: ``(M, N or 1, O)``: each module's output at the reference, ``f_m(r)``.
         skipped: fraction of the ``M * N`` module evaluations skipped because all inputs were at the
