@@ -6,6 +6,7 @@ values are computed in the same pass as the prediction, so they cost nothing ext
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -21,8 +22,11 @@ from .pruning import Pruning, as_pruning, prune_features
 __all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
 
 
-class ShapNet(nn.Module):
-    """What every ShapNet shares: input checks, ``forward`` from ``explain``, and a saved config."""
+class ShapNet(nn.Module, ABC):
+    """What every ShapNet shares: input checks, ``forward`` from ``explain``, and a saved config.
+
+    Subclasses implement :meth:`_explain` on validated input.
+    """
 
     input_shape: tuple[int, ...]
     reference: torch.Tensor
@@ -79,8 +83,9 @@ class ShapNet(nn.Module):
             "which is exact for any baseline)."
         )
 
+    @abstractmethod
     def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
-        raise NotImplementedError  # each model defines it  # pragma: no cover
+        """The explained forward pass on validated ``x``; ``baseline`` is None or already checked."""
 
 
 class ShallowShapNet(ShapNet):
