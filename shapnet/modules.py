@@ -72,77 +72,79 @@ def _matmul(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, w)
 
 
-def _coalition_preactivations(proj: torch.Tensor, offset: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``c0 + sum_{j in S} P_j`` for all ``2**k`` coalitions, by doubling: ``(k, X) -> (2**k, X)``.
-
-    Coalition ``S + 2**j`` is coalition ``S`` plus ``P_j``, so each of the ``k`` steps is one contiguous
-    write of ``2**j`` rows.
-    """
-    k = proj.shape[0]
-    pre = proj.new_empty(2**k, *proj.shape[1:]) if out is None else out
-    pre[0] = offset
-    for j in range(k):
-        torch.add(pre[: 2**j], proj[j], out=pre[2**j : 2 ** (j + 1)])
-    return pre
-
-
-# Cache blocking (DESIGN §7): the (2**k, X) coalition activations are processed in column blocks of about
-# this many bytes, so that building, activating and mixing them happens in L2 instead of main memory.
+# Cache blocking (DESIGN §7): the (2**k, X) coalition activations are processed in tiles of about this many
+# bytes, so that building, activating and mixing them happens in L2 instead of main memory.
 _BLOCK_BYTES = 1 << 20
 
 
-def _blocks(n_columns: int, rows: int, itemsize: int) -> range:
-    width = min(n_columns, max(1024, _BLOCK_BYTES // (rows * itemsize)))
-    return range(0, n_columns, width), width
+def _tiles(m: int, n: int, h: int, rows: int, itemsize: int) -> list[tuple[slice, slice]]:
+    """(module, row) tiles of a ``(M, N, h)`` grid whose ``rows`` coalition copies fill about a block.
+
+    A tile is several whole modules, or a run of rows of one module, so that its columns of a ``(k, M*N*h)``
+    matrix are one strided 2-D view (outputs are written in place, no copies) and a per-module offset only
+    needs broadcasting.
+    """
+    per_row = max(1, rows * h * itemsize)
+    n_rows = max(1, -(-1024 // h), _BLOCK_BYTES // per_row)
+    if n_rows >= n:
+        step = n_rows // n
+        return [(slice(m0, min(m0 + step, m)), slice(0, n)) for m0 in range(0, m, step)]
+    return [(slice(m0, m0 + 1), slice(n0, min(n0 + n_rows, n))) for m0 in range(m) for n0 in range(0, n, n_rows)]
+
+
+def _tile_coalitions(proj: torch.Tensor, offset: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """Pre-activations of one tile: ``proj (k, mb, nb, h)``, ``offset (mb, 1|nb, h)`` -> ``(2**k, mb*nb*h)``."""
+    k, mb, nb, h = proj.shape
+    pre = buf[:, : mb * nb * h]
+    pre[0].view(mb, nb, h).copy_(offset.expand(mb, nb, h))
+    flat = proj.reshape(k, -1)
+    for j in range(k):
+        torch.add(pre[: 2**j], flat[j], out=pre[2**j : 2 ** (j + 1)])
+    return pre
 
 
 class _ReluCoalitionMix(torch.autograd.Function):
     """``phi_h = W^T relu(c0 + mask @ P)`` over all coalitions, cache-blocked, and recomputing the
     pre-activations in the backward pass instead of storing ``2**k`` copies of the hidden layer.
 
-    Inputs: ``proj (k, M, N, h)``, ``offset (M, 1 or N, h)``, ``weights_t`` and ``masks_t`` ``(k, 2**k)``.
-    Output: ``(k, M, N, h)``.
+    Inputs: ``proj (k, M, N, h)``, ``offset (M or 1, 1 or N, h)``, ``weights_t`` and ``masks_t``
+    ``(k, 2**k)``. Output: ``(k, M, N, h)``.
     """
 
     @staticmethod
     def forward(ctx, proj, offset, weights_t, masks_t):  # type: ignore[override]
         k, m, n, h = proj.shape
-        flat = proj.reshape(k, -1)
-        offset_flat = offset.expand(m, n, h).reshape(-1)
-        out = proj.new_empty(k, flat.shape[1])
-        starts, width = _blocks(flat.shape[1], 2**k + k, proj.element_size())
-        pre_buf, mix_buf = proj.new_empty(2**k, width), proj.new_empty(k, width)
-        for c0 in starts:
-            c1 = min(c0 + width, flat.shape[1])
-            pre = _coalition_preactivations(flat[:, c0:c1], offset_flat[c0:c1], pre_buf[:, : c1 - c0]).relu_()
-            out[:, c0:c1] = torch.mm(weights_t, pre, out=mix_buf[:, : c1 - c0])
+        out = proj.new_empty(k, m, n, h)
+        tiles = _tiles(m, n, h, 2**k + k, proj.element_size())
+        buf = proj.new_empty(2**k, max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h)
+        for mods, rows in tiles:
+            off = offset[mods if offset.shape[0] > 1 else slice(None), rows if offset.shape[1] > 1 else slice(None)]
+            pre = _tile_coalitions(proj[:, mods, rows], off, buf).relu_()
+            torch.mm(weights_t, pre, out=out[:, mods, rows].view(k, -1))
         ctx.save_for_backward(proj, offset, weights_t, masks_t)
-        return out.view(k, m, n, h)
+        return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         proj, offset, weights_t, masks_t = ctx.saved_tensors
         k, m, n, h = proj.shape
-        flat = proj.reshape(k, -1)
-        grad = grad.reshape(k, -1)
-        offset_flat = offset.expand(m, n, h).reshape(-1)
-        grad_proj = torch.empty_like(flat)
-        grad_offset = proj.new_empty(flat.shape[1])
-        starts, width = _blocks(flat.shape[1], 2 * 2**k + k, proj.element_size())
-        pre_buf, grad_buf = proj.new_empty(2**k, width), proj.new_empty(2**k, width)
-        for c0 in starts:
-            c1 = min(c0 + width, flat.shape[1])
-            pre = _coalition_preactivations(flat[:, c0:c1], offset_flat[c0:c1], pre_buf[:, : c1 - c0])
-            grad_z = torch.mm(weights_t.T, grad[:, c0:c1], out=grad_buf[:, : c1 - c0])
-            grad_z.masked_fill_(pre <= 0, 0.0)
-            grad_proj[:, c0:c1] = masks_t @ grad_z
-            torch.sum(grad_z, 0, out=grad_offset[c0:c1])
-        grad_offset = grad_offset.view(m, n, h)
-        if offset.shape[1] == 1:
-            grad_offset = grad_offset.sum(1, keepdim=True)
-        if offset.shape[0] == 1 and m > 1:
-            grad_offset = grad_offset.sum(0, keepdim=True)
-        return grad_proj.view(k, m, n, h), grad_offset, None, None
+        grad = grad.contiguous()
+        grad_proj = torch.empty_like(proj)
+        grad_offset = torch.zeros_like(offset)
+        tiles = _tiles(m, n, h, 2 * 2**k + k, proj.element_size())
+        width = max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h
+        buf, grad_buf = proj.new_empty(2**k, width), proj.new_empty(2**k, width)
+        for mods, rows in tiles:
+            off_index = (mods if offset.shape[0] > 1 else slice(None), rows if offset.shape[1] > 1 else slice(None))
+            tile = proj[:, mods, rows]
+            pre = _tile_coalitions(tile, offset[off_index], buf)
+            grad_z = torch.mm(weights_t.T, grad[:, mods, rows].reshape(k, -1), out=grad_buf[:, : pre.shape[1]])
+            grad_z.mul_(pre.gt_(0))  # relu'(pre); in place, no boolean mask is allocated
+            torch.mm(masks_t, grad_z, out=grad_proj[:, mods, rows].view(k, -1))
+            grad_c0 = grad_z.sum(0).view(tile.shape[1:])
+            reduce = [d for d in (0, 1) if offset.shape[d] == 1 and grad_c0.shape[d] > 1]
+            grad_offset[off_index] += grad_c0.sum(reduce, keepdim=True) if reduce else grad_c0
+        return grad_proj, grad_offset, None, None
 
 
 class GroupedMLP(nn.Module):
@@ -276,7 +278,7 @@ class GroupedMLP(nn.Module):
             :class:`ModuleShapley` with ``values (k, M, N, O)``.
         """
         if active is None:
-            active = delta.ne(0).any(-1)
+            active = delta.abs().sum(-1) != 0  # a sum of |.| is 0 iff all are; ~4x faster than ne().any()
         if not sparse:
             return ModuleShapley(self._dense(delta, offset, active), self._empty_output(offset)[1], 0.0)
         k, m, n, c = delta.shape
@@ -303,7 +305,7 @@ class GroupedMLP(nn.Module):
         proj = torch.matmul(delta, self.first_weight)  # (k, M, N, h0)
         if not self.hidden:
             # A linear module's Shapley values are its projections: phi_j = W_j (x_j - r_j).
-            return proj * active.unsqueeze(-1)
+            return proj.mul_(active.unsqueeze(-1))
         if self.activation == "relu" and len(self.hidden) == 1:
             weights_t, masks_t = self.weights_t.to(proj.dtype), self.masks_t.to(proj.dtype)
             phi_hidden = _ReluCoalitionMix.apply(proj, offset, weights_t, masks_t)
@@ -312,7 +314,7 @@ class GroupedMLP(nn.Module):
         # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
         # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
         phi = _matmul(phi_hidden, self.weights[-1])  # (k, M, N, O)
-        return phi * active.unsqueeze(-1)
+        return phi.mul_(active.unsqueeze(-1))
 
     def _mix_generic(self, proj: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """``W^T z`` over all coalitions for any activation and depth: ``(k, M, N, h0) -> (k, M, N, h)``."""
