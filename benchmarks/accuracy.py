@@ -1,0 +1,329 @@
+"""Test accuracy (R² for regression) of ShapNets against a plain MLP and scikit-learn baselines.
+
+    python -m benchmarks accuracy [--datasets yeast,breast_cancer,wine,adult,digits,diabetes]
+        [--models gam,pairs,deep,vision,mlp,logreg,hgb] [--data-dir DIR] [--out results/accuracy]
+        [--seeds 0,1,2] [--vision-checkpoint mnist=results/mnist/run/model.pt]
+
+Every (dataset, model, seed) cell is trained on the dataset's standardised training split and scored on its
+test split; the table shows the mean over seeds (± the standard deviation when there are several). Cells are appended to ``cells.jsonl`` as they finish, so a killed run resumes where it stopped.
+
+Models (all seeded; tabular models see image sets as flattened pixels):
+
+* ``gam``, ``pairs``: :class:`shapnet_adapters.sklearn.ShapNetClassifier` with a ShallowShapNet on single
+  features or on all feature pairs;
+* ``deep``: the same estimator with a butterfly DeepShapNet (16 channels, hidden 64);
+* ``vision``: a VisionShapNet trained with :func:`shapnet.training.fit` (image sets only); for MNIST pass a
+  model trained by ``python -m shapnet.training`` with ``--vision-checkpoint``;
+* ``mlp``: a plain two-hidden-layer ReLU MLP with about as many parameters as the DeepShapNet, trained by
+  skorch with the same recipe (AdamW, learning rate, batch size, early stopping) as the ShapNets;
+* ``logreg``: scikit-learn's LogisticRegression (LinearRegression for regression);
+* ``hgb``: HistGradientBoostingClassifier (Regressor for regression), default settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .report import format_table, machine_info, prepare_out, write_json
+
+DATASETS = ("yeast", "breast_cancer", "wine", "adult", "digits", "diabetes", "mnist")
+MODELS = ("gam", "pairs", "deep", "vision", "mlp", "logreg", "hgb")
+LABELS = {
+    "gam": "ShallowShapNet gam", "pairs": "ShallowShapNet pairs", "deep": "DeepShapNet",
+    "vision": "VisionShapNet", "mlp": "MLP", "logreg": "LogisticRegression", "hgb": "HistGradientBoosting",
+}
+
+#: Training recipe of the neural models per dataset: (max_epochs, batch_size). Early stopping (patience 5
+#: on a 10% validation split) usually ends training well before max_epochs on the small sets.
+RECIPES = {"adult": (20, 256), "mnist": (10, 256)}
+DEFAULT_RECIPE = (100, 64)
+LR = 3e-3
+DEEP_KWARGS = {"channels": 16, "hidden": (64,)}
+#: VisionShapNet on digits: the recipe of ``python -m shapnet.training --dataset digits`` (lr 1e-2, batch 64).
+VISION_EPOCHS = 20
+
+
+def skip_reason(dataset: str, model: str, n_features: int, image: bool) -> str | None:
+    """Why a cell is not run, or None."""
+    if model == "vision" and not image:
+        return "VisionShapNet is for images"
+    if model == "pairs" and n_features * (n_features - 1) // 2 > 5000:
+        return f"{n_features * (n_features - 1) // 2:,} pair modules (more than 5,000)"
+    if model == "deep" and n_features > 256:
+        return f"a tabular DeepShapNet on {n_features} features costs ~9 min per epoch here; use VisionShapNet"
+    return None
+
+
+def _mlp_width(n_features: int, n_outputs: int, n_params: int) -> int:
+    """Width ``w`` of a ``F -> w -> w -> K`` MLP with about ``n_params`` parameters."""
+    # w**2 + (F + K + 2) w + K = n_params
+    b = n_features + n_outputs + 2
+    return max(8, round((-b + math.sqrt(b * b + 4 * max(0, n_params - n_outputs))) / 2))
+
+
+class MLP(nn.Sequential):
+    """``F -> width -> width -> K`` with ReLUs; ``(B, F) -> (B, K)``."""
+
+    def __init__(self, n_features: int = 1, n_outputs: int = 1, width: int = 64) -> None:
+        super().__init__(
+            nn.Linear(n_features, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, n_outputs)
+        )
+
+
+def _n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    from sklearn.metrics import accuracy_score, r2_score
+
+    return float(accuracy_score(y_true, y_pred) if task == "classification" else r2_score(y_true, y_pred))
+
+
+def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = None) -> dict[str, Any]:
+    """Train and score one model on one dataset; returns the result row."""
+    from shapnet import DeepShapNet
+
+    classification = ds.task == "classification"
+    image = ds.image_shape is not None
+    X_train, X_test = ds.X_train, ds.X_test
+    if image and model != "vision":
+        X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
+    n_features = X_train.shape[1] if not image or model != "vision" else int(np.prod(ds.image_shape[1:]))
+    n_outputs = ds.n_classes if classification else 1
+    max_epochs, batch_size = RECIPES.get(ds.name, DEFAULT_RECIPE)
+    row: dict[str, Any] = {"dataset": ds.name, "model": model, "seed": seed,
+                           "metric": "accuracy" if classification else "r2"}
+    start = time.perf_counter()
+    epochs = None
+    if model in ("gam", "pairs", "deep"):
+        from shapnet_adapters.sklearn import ShapNetClassifier, ShapNetRegressor
+
+        estimator_class = ShapNetClassifier if classification else ShapNetRegressor
+        kwargs = dict(DEEP_KWARGS) if model == "deep" else {"groups": model, "hidden": (64,) if model == "gam" else (16,)}
+        est = estimator_class(
+            model="deep" if model == "deep" else "shallow", model_kwargs=kwargs, max_epochs=max_epochs,
+            batch_size=batch_size, lr=LR, random_state=seed,
+        ).fit(X_train, ds.y_train)
+        y_pred, n_params, epochs = est.predict(X_test), _n_params(est.model_), est.n_iter_
+    elif model == "mlp":
+        from skorch import NeuralNetClassifier, NeuralNetRegressor
+        from skorch.callbacks import EarlyStopping
+        from skorch.dataset import ValidSplit
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            deep_params = _n_params(DeepShapNet(n_features, n_outputs, **DEEP_KWARGS))
+            width = _mlp_width(n_features, n_outputs, deep_params)
+            net = (NeuralNetClassifier if classification else NeuralNetRegressor)(
+                MLP, module__n_features=n_features, module__n_outputs=n_outputs, module__width=width,
+                criterion=nn.CrossEntropyLoss if classification else nn.MSELoss, optimizer=torch.optim.AdamW,
+                lr=LR, max_epochs=max_epochs, batch_size=batch_size, iterator_train__shuffle=True,
+                train_split=ValidSplit(0.1, stratified=classification, random_state=seed),
+                callbacks=[EarlyStopping(monitor="valid_loss", patience=5, load_best=True)], verbose=0,
+            )
+            y_fit = ds.y_train if classification else ds.y_train.reshape(-1, 1)
+            net.fit(X_train, y_fit)
+        y_pred = net.predict(X_test).reshape(-1)
+        n_params, epochs = _n_params(net.module_), len(net.history)
+        row["width"] = width
+    elif model == "vision":
+        y_pred, n_params, epochs, seconds = _vision(ds, seed, vision_checkpoint)
+        if seconds is not None:
+            start = time.perf_counter() - seconds
+    elif model == "logreg":
+        from sklearn.linear_model import LinearRegression, LogisticRegression
+
+        est = LogisticRegression(max_iter=5000) if classification else LinearRegression()
+        y_pred, n_params = est.fit(X_train, ds.y_train).predict(X_test), int(np.size(est.coef_) + np.size(est.intercept_))
+    elif model == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        est = (HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor)(random_state=seed)
+        y_pred, n_params = est.fit(X_train, ds.y_train).predict(X_test), None
+    else:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}.")
+    row.update(score=_score(ds.task, ds.y_test, np.asarray(y_pred)), params=n_params, epochs=epochs,
+               seconds=time.perf_counter() - start)
+    return row
+
+
+def _vision(ds: Any, seed: int, checkpoint: str | None) -> tuple[np.ndarray, int, int | None, float | None]:
+    """Predictions of a VisionShapNet on the test images: trained here (digits) or loaded (``checkpoint``)."""
+    from shapnet import VisionShapNet, load
+    from shapnet.training import DIGITS_STAGES, fit
+
+    if checkpoint is not None:
+        model = load(checkpoint)
+        result = Path(checkpoint).with_name("result.json")
+        info = json.loads(result.read_text()) if result.exists() else {}
+        epochs, seconds = info.get("epochs"), info.get("train_seconds")
+    else:
+        if ds.name == "mnist":
+            raise ValueError(
+                "training a VisionShapNet on MNIST takes about half an hour; train it with "
+                "`python -m shapnet.training --dataset mnist ...` and pass --vision-checkpoint mnist=PATH/model.pt."
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = VisionShapNet(ds.image_shape[0], ds.n_classes, stages=DIGITS_STAGES,
+                                  image_size=ds.image_shape[1:])
+        epochs, seconds = VISION_EPOCHS, None
+        fit(model, ds.X_train, ds.y_train, epochs=epochs, batch_size=64, lr=1e-2, progress=False, seed=seed)
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(torch.from_numpy(x)) for x in np.array_split(ds.X_test, max(1, len(ds.X_test) // 500))])
+    return logits.argmax(1).numpy(), _n_params(model), epochs, seconds
+
+
+def read_cells(path: Path) -> list[dict[str, Any]]:
+    """The finished cells of ``cells.jsonl`` (a torn last line from a kill is ignored)."""
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(path.read_text().splitlines()):
+                break  # the run was killed while writing this line
+            raise ValueError(f"{path}:{number} is not a JSON result row: {err}") from err
+    return rows
+
+
+def mean_scores(rows: list[dict[str, Any]], dataset: str, model: str) -> list[float]:
+    return [r["score"] for r in rows if r["dataset"] == dataset and r["model"] == model and not r.get("skipped")]
+
+
+def pivot(rows: list[dict[str, Any]], datasets: list[str], models: list[str]) -> list[dict[str, Any]]:
+    """One row per dataset, one column per model: the mean score over seeds (± std), or "n/a" if skipped."""
+    table = []
+    for name in datasets:
+        line: dict[str, Any] = {"dataset": name}
+        for model in models:
+            scores = mean_scores(rows, name, model)
+            skipped = any(r.get("skipped") for r in rows if r["dataset"] == name and r["model"] == model)
+            if not scores:
+                line[LABELS[model]] = "n/a" if skipped else ""
+            elif len(scores) == 1:
+                line[LABELS[model]] = f"{scores[0]:.4f}"
+            else:
+                line[LABELS[model]] = f"{np.mean(scores):.4f} ± {np.std(scores, ddof=1):.4f}"
+        deep, mlp = mean_scores(rows, name, "deep"), mean_scores(rows, name, "mlp")
+        line["deep - mlp (pts)"] = f"{100 * (np.mean(deep) - np.mean(mlp)):+.2f}" if deep and mlp else ""
+        table.append(line)
+    return table
+
+
+def plot(rows: list[dict[str, Any]], datasets: list[str], models: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        xs, ys, errs = [], [], []
+        for j, name in enumerate(datasets):
+            scores = mean_scores(rows, name, model)
+            if scores:
+                xs.append(j + (i - (len(models) - 1) / 2) * width)
+                ys.append(float(np.mean(scores)))
+                errs.append(float(np.std(scores)))
+        ax.bar(xs, ys, width, yerr=errs, label=LABELS[model])
+    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_ylabel("test accuracy (R² for diabetes)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=4, loc="lower center")
+    ax.set_title("Test scores: ShapNets against an MLP and scikit-learn baselines")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _checkpoints(text: str | None) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise argparse.ArgumentTypeError(f"--vision-checkpoint takes DATASET=PATH items, got {item!r}.")
+        out[name.strip()] = path.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks accuracy", description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="yeast,breast_cancer,wine,adult,digits,diabetes")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--data-dir", default=None, help="folder with yeast/, adult/, mnist/ (default: $SHAPNET_DATA)")
+    parser.add_argument("--out", default="results/accuracy")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (weights, shuffling, validation split)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: results do not depend on the machine)")
+    parser.add_argument("--vision-checkpoint", default=None,
+                        help="DATASET=PATH[,...]: a VisionShapNet trained by `python -m shapnet.training` (model.pt)")
+    args = parser.parse_args(argv)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for given, allowed, what in ((datasets, DATASETS, "datasets"), (models, MODELS, "models")):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            parser.error(f"unknown {what} {unknown}; expected some of {list(allowed)}")
+    checkpoints = _checkpoints(args.vision_checkpoint)
+    torch.set_num_threads(args.threads)
+    out = prepare_out(args.out)
+    cells_path = out / "cells.jsonl"
+    rows = read_cells(cells_path)
+    done = {(r["dataset"], r["model"], r["seed"]) for r in rows}
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+
+    from tqdm.auto import tqdm
+
+    from shapnet.datasets import load_dataset
+
+    start = time.perf_counter()
+    todo = [(d, m, s) for d in datasets for m in models for s in seeds if (d, m, s) not in done]
+    with open(cells_path, "a") as fh, tqdm(total=len(todo), desc="accuracy", unit="cell") as bar:
+        loaded: dict[str, Any] = {}
+        for name, model, seed in todo:
+            bar.set_postfix_str(f"{name} {model} seed {seed}")
+            ds = loaded.get(name) or loaded.setdefault(name, load_dataset(name, args.data_dir, random_state=0))
+            n_features = int(np.prod(ds.X_train.shape[1:]))
+            reason = skip_reason(name, model, n_features, ds.image_shape is not None)
+            if model == "vision" and reason is None and name == "mnist" and "mnist" not in checkpoints:
+                reason = "no --vision-checkpoint mnist=PATH given"
+            if reason is not None:
+                row = {"dataset": name, "model": model, "seed": seed, "skipped": reason}
+            else:
+                row = run_cell(ds, model, seed, checkpoints.get(name))
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            rows.append(row)
+            bar.update(1)
+    rows = [r for r in rows if r["dataset"] in datasets and r["model"] in models and r["seed"] in seeds]
+    table = pivot(rows, datasets, models)
+    print(format_table(table, list(table[0])))
+    skipped = sorted({f"  {r['dataset']} / {LABELS[r['model']]}: {r['skipped']}" for r in rows if r.get("skipped")})
+    if skipped:
+        print("not run:\n" + "\n".join(skipped))
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(out / "accuracy.csv", index=False)
+    info = {**machine_info(), "threads": args.threads, "wall_seconds_this_call": time.perf_counter() - start}
+    write_json(out / "accuracy.json", {"machine": info, "settings": vars(args), "table": table, "cells": rows})
+    plot(rows, datasets, models, out / "accuracy.png")
+    print(f"wrote {out / 'accuracy.csv'}, {out / 'accuracy.json'}, {out / 'accuracy.png'}")
+    return 0
