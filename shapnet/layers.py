@@ -42,6 +42,24 @@ class LayerOutput(NamedTuple):
     skipped: float
 
 
+class _Permute(torch.autograd.Function):
+    """``t.index_select(0, index)`` for a permutation ``index``, whose gradient is the inverse gather.
+
+    Autograd's own backward of a gather is a zero fill plus an accumulating scatter; for a permutation a
+    second gather does the same job in one pass.
+    """
+
+    @staticmethod
+    def forward(ctx, t, index, inverse):  # type: ignore[override]
+        ctx.save_for_backward(inverse)
+        return t.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
 def normalize_groups(groups: object, n_features: int | None = None) -> list[tuple[int, ...]]:
     """Validate ``groups`` (a sequence of index sequences) and return it as a list of int tuples."""
     if isinstance(groups, torch.Tensor):
@@ -105,6 +123,13 @@ class ShapleyLayer(nn.Module):
         padded = [list(g) + [self.n_features] * (k - len(g)) for g in group_list]
         self.register_buffer("groups", torch.tensor(padded, dtype=torch.long), persistent=False)
         self.padded = any(len(g) < k for g in group_list)
+        # Groups that partition the features (butterfly, "disjoint") make gather and scatter permutations.
+        order = self.groups.T.reshape(-1)
+        self.partition = (
+            not self.padded and order.numel() == self.n_features
+            and bool((order.sort().values == torch.arange(self.n_features)).all())
+        )
+        self.register_buffer("inverse", order.argsort() if self.partition else None, persistent=False)
         self.in_channels, self.out_channels, self.shared = in_channels, out_channels, shared
         self.mlp = GroupedMLP(
             1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation,
@@ -127,6 +152,8 @@ class ShapleyLayer(nn.Module):
 
     def _gather(self, t: torch.Tensor) -> torch.Tensor:
         """``(F, ...)`` -> ``(k, M, ...)``, with the padding slot reading zeros."""
+        if self.partition:
+            return _Permute.apply(t, self.groups.T.reshape(-1), self.inverse).view(*self.groups.T.shape, *t.shape[1:])
         if self.padded:
             t = torch.cat([t, t.new_zeros(1, *t.shape[1:])])
         return t[self.groups.T]
@@ -149,8 +176,12 @@ class ShapleyLayer(nn.Module):
         offset = self.mlp.offset(ref)
         result = self.mlp.shapley(self._gather(delta), offset, sparse=sparse)
         k, m, _, out = result.values.shape
-        values = delta.new_zeros(self.n_features + int(self.padded), n_rows, out)
-        values = values.index_add(0, self.groups.T.reshape(-1), result.values.reshape(k * m, n_rows, out))
+        flat = result.values.reshape(k * m, n_rows, out)
+        if self.partition:  # every feature is in exactly one module
+            values = _Permute.apply(flat, self.inverse, self.groups.T.reshape(-1))
+        else:
+            values = delta.new_zeros(self.n_features + int(self.padded), n_rows, out)
+            values = values.index_add_(0, self.groups.T.reshape(-1), flat)
         base = result.base.sum(0)
         return LayerOutput(values[: self.n_features], base, result.skipped)
 
