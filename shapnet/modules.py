@@ -16,9 +16,9 @@ Python loop over modules or samples. Three exact rewrites keep the work small (D
 
 Tensors are *coalition-major*: inputs ``(k, M, N, C)``, pre-activations ``(2**k, M, N, h)``, so that
 building all coalitions is ``k`` contiguous additions (coalition ``S + 2**j`` = coalition ``S`` plus
-``P_j``) and the coalition sums are single 2-D matmuls. With ReLU, a custom autograd function recomputes
-the ``2**k`` pre-activations in the backward pass instead of storing them, which halves the memory traffic
-of a training step.
+``P_j``) and the coalition sums are single 2-D matmuls. For one-hidden-layer ReLU modules (the default) a
+custom autograd function runs projection, coalitions, ReLU, mix and readout tile by tile in cache, and its
+backward pass recomputes them: no ``h``-wide tensor is ever written to main memory or kept for backward.
 
 With ``sparse=True`` (dynamic pruning), a module whose inputs are all at the reference is skipped for that
 sample: its Shapley values are exactly 0. The values equal the dense ones.
@@ -72,17 +72,17 @@ def _matmul(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, w)
 
 
-# Cache blocking (DESIGN §7): the (2**k, X) coalition activations are processed in tiles of about this many
-# bytes, so that building, activating and mixing them happens in L2 instead of main memory.
-_BLOCK_BYTES = 1 << 20
+# Cache blocking (DESIGN §7): a layer's modules are processed in tiles whose h-wide intermediates (the k
+# projections, the 2**k coalition activations, the k mixed rows) take about this many bytes, so that they
+# stay in cache; only the C_in-wide inputs and O-wide outputs travel through main memory.
+_BLOCK_BYTES = 1 << 21
 
 
 def _tiles(m: int, n: int, h: int, rows: int, itemsize: int) -> list[tuple[slice, slice]]:
-    """(module, row) tiles of a ``(M, N, h)`` grid whose ``rows`` coalition copies fill about a block.
+    """(module, row) tiles of an ``(M, N)`` grid, each holding about ``_BLOCK_BYTES`` of ``rows`` h-wide rows.
 
     A tile is several whole modules, or a run of rows of one module, so that its columns of a ``(k, M*N*h)``
-    matrix are one strided 2-D view (outputs are written in place, no copies) and a per-module offset only
-    needs broadcasting.
+    matrix form one strided 2-D view and a per-module offset only needs broadcasting.
     """
     per_row = max(1, rows * h * itemsize)
     n_rows = max(1, -(-1024 // h), _BLOCK_BYTES // per_row)
@@ -92,59 +92,101 @@ def _tiles(m: int, n: int, h: int, rows: int, itemsize: int) -> list[tuple[slice
     return [(slice(m0, m0 + 1), slice(n0, min(n0 + n_rows, n))) for m0 in range(m) for n0 in range(0, n, n_rows)]
 
 
-def _tile_coalitions(proj: torch.Tensor, offset: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-    """Pre-activations of one tile: ``proj (k, mb, nb, h)``, ``offset (mb, 1|nb, h)`` -> ``(2**k, mb*nb*h)``."""
-    k, mb, nb, h = proj.shape
-    pre = buf[:, : mb * nb * h]
-    pre[0].view(mb, nb, h).copy_(offset.expand(mb, nb, h))
-    flat = proj.reshape(k, -1)
-    for j in range(k):
-        torch.add(pre[: 2**j], flat[j], out=pre[2**j : 2 ** (j + 1)])
-    return pre
+def _pick(t: torch.Tensor, dim: int, index: slice) -> torch.Tensor:
+    """``t`` sliced along ``dim``, unless that dimension is broadcast (size 1)."""
+    return t if t.shape[dim] == 1 else t.narrow(dim, index.start, index.stop - index.start)
 
 
-class _ReluCoalitionMix(torch.autograd.Function):
-    """``phi_h = W^T relu(c0 + mask @ P)`` over all coalitions, cache-blocked, and recomputing the
-    pre-activations in the backward pass instead of storing ``2**k`` copies of the hidden layer.
+class _ReluModules(torch.autograd.Function):
+    """Shapley values of one-hidden-layer ReLU modules, fused per cache tile (DESIGN §7).
 
-    Inputs: ``proj (k, M, N, h)``, ``offset (M or 1, 1 or N, h)``, ``weights_t`` and ``masks_t``
-    ``(k, 2**k)``. Output: ``(k, M, N, h)``.
+    ``phi = (W^T relu(c0 + mask @ P)) @ W_L`` with ``P_j = delta_j @ W1_j``: projection, the ``2**k``
+    coalitions, ReLU, Shapley mix and readout run tile by tile, and the backward pass recomputes them
+    instead of storing any h-wide tensor.
+
+    Inputs: ``delta (k, M, N, C)``, ``first_weight (k, M or 1, C, h)``, ``offset (M or 1, N or 1, h)``,
+    ``out_weight (M or 1, h, O)``, ``weights_t`` and ``masks_t`` ``(k, 2**k)``. Output: ``(k, M, N, O)``.
     """
 
     @staticmethod
-    def forward(ctx, proj, offset, weights_t, masks_t):  # type: ignore[override]
-        k, m, n, h = proj.shape
-        out = proj.new_empty(k, m, n, h)
-        tiles = _tiles(m, n, h, 2**k + k, proj.element_size())
-        buf = proj.new_empty(2**k, max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h)
+    def _tile_forward(delta, first_weight, offset, mods, rows, buf):
+        """``(proj, pre, mixed)`` of one tile; ``pre`` (before ReLU) lives in ``buf``."""
+        d = delta[:, mods, rows]  # (k, mb, nb, C)
+        w1 = _pick(first_weight, 1, mods)
+        proj = d * w1 if d.shape[-1] == 1 else torch.matmul(d, w1)  # (k, mb, nb, h); C = 1 is an outer product
+        k, mb, nb, h = proj.shape
+        pre = buf[:, : mb * nb * h]
+        pre[0].view(mb, nb, h).copy_(_pick(_pick(offset, 0, mods), 1, rows).expand(mb, nb, h))
+        flat = proj.reshape(k, -1)
+        for j in range(k):  # coalition S + 2**j is coalition S plus P_j: k contiguous writes
+            torch.add(pre[: 2**j], flat[j], out=pre[2**j : 2 ** (j + 1)])
+        return proj, pre
+
+    @staticmethod
+    def forward(ctx, delta, first_weight, offset, out_weight, weights_t, masks_t):  # type: ignore[override]
+        k, m, n, _ = delta.shape
+        h, o = first_weight.shape[-1], out_weight.shape[-1]
+        out = delta.new_empty(k, m, n, o)
+        tiles = _tiles(m, n, h, 2**k + 2 * k, delta.element_size())
+        buf = delta.new_empty(2**k, max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h)
         for mods, rows in tiles:
-            off = offset[mods if offset.shape[0] > 1 else slice(None), rows if offset.shape[1] > 1 else slice(None)]
-            pre = _tile_coalitions(proj[:, mods, rows], off, buf).relu_()
-            torch.mm(weights_t, pre, out=out[:, mods, rows].view(k, -1))
-        ctx.save_for_backward(proj, offset, weights_t, masks_t)
+            proj, pre = _ReluModules._tile_forward(delta, first_weight, offset, mods, rows, buf)
+            mixed = torch.mm(weights_t, pre.relu_()).view(proj.shape)  # (k, mb, nb, h)
+            out[:, mods, rows] = torch.matmul(mixed, _pick(out_weight, 0, mods))
+        ctx.save_for_backward(delta, first_weight, offset, out_weight, weights_t, masks_t)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        proj, offset, weights_t, masks_t = ctx.saved_tensors
-        k, m, n, h = proj.shape
-        grad = grad.contiguous()
-        grad_proj = torch.empty_like(proj)
+        delta, first_weight, offset, out_weight, weights_t, masks_t = ctx.saved_tensors
+        k, m, n, _ = delta.shape
+        h = first_weight.shape[-1]
+        grad_delta = torch.empty_like(delta)
+        grad_first = torch.zeros_like(first_weight)
         grad_offset = torch.zeros_like(offset)
-        tiles = _tiles(m, n, h, 2 * 2**k + k, proj.element_size())
+        grad_out_weight = torch.zeros_like(out_weight)
+        tiles = _tiles(m, n, h, 2 * 2**k + 3 * k, delta.element_size())
         width = max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h
-        buf, grad_buf = proj.new_empty(2**k, width), proj.new_empty(2**k, width)
+        buf, grad_buf = delta.new_empty(2**k, width), delta.new_empty(2**k, width)
         for mods, rows in tiles:
-            off_index = (mods if offset.shape[0] > 1 else slice(None), rows if offset.shape[1] > 1 else slice(None))
-            tile = proj[:, mods, rows]
-            pre = _tile_coalitions(tile, offset[off_index], buf)
-            grad_z = torch.mm(weights_t.T, grad[:, mods, rows].reshape(k, -1), out=grad_buf[:, : pre.shape[1]])
-            grad_z.mul_(pre.gt_(0))  # relu'(pre); in place, no boolean mask is allocated
-            torch.mm(masks_t, grad_z, out=grad_proj[:, mods, rows].view(k, -1))
-            grad_c0 = grad_z.sum(0).view(tile.shape[1:])
-            reduce = [d for d in (0, 1) if offset.shape[d] == 1 and grad_c0.shape[d] > 1]
-            grad_offset[off_index] += grad_c0.sum(reduce, keepdim=True) if reduce else grad_c0
-        return grad_proj, grad_offset, None, None
+            proj, pre = _ReluModules._tile_forward(delta, first_weight, offset, mods, rows, buf)
+            mb, nb = proj.shape[1:3]
+            g = grad[:, mods, rows]  # (k, mb, nb, O)
+            w_out = _pick(out_weight, 0, mods)
+            # Readout: mixed = W^T relu(pre); its gradient needs mixed, recomputed here.
+            mixed = torch.mm(weights_t, torch.relu(pre)).view(proj.shape)
+            _accumulate(grad_out_weight, 0, mods, torch.matmul(mixed.transpose(-1, -2), g).sum(0))
+            grad_mixed = torch.matmul(g, w_out.transpose(-1, -2)).reshape(k, -1)  # (k, mb*nb*h)
+            grad_z = torch.mm(weights_t.T, grad_mixed, out=grad_buf[:, : pre.shape[1]])
+            grad_z.mul_(pre.gt_(0))  # relu'(pre), in place: no boolean mask is allocated
+            grad_proj = torch.mm(masks_t, grad_z).view(proj.shape)  # (k, mb, nb, h)
+            grad_c0 = grad_z.sum(0).view(mb, nb, h)
+            _accumulate_offset(grad_offset, mods, rows, grad_c0)
+            d = delta[:, mods, rows]
+            w1 = _pick(first_weight, 1, mods)
+            if d.shape[-1] == 1:
+                grad_w1 = (d * grad_proj).sum(2, keepdim=True)  # (k, mb, 1, h)
+                grad_delta[:, mods, rows] = (grad_proj * w1).sum(-1, keepdim=True)
+            else:
+                grad_w1 = torch.matmul(d.transpose(-1, -2), grad_proj)  # (k, mb, C, h)
+                grad_delta[:, mods, rows] = torch.matmul(grad_proj, w1.transpose(-1, -2))
+            _accumulate(grad_first, 1, mods, grad_w1)
+        return grad_delta, grad_first, grad_offset, grad_out_weight, None, None
+
+
+def _accumulate(total: torch.Tensor, dim: int, mods: slice, tile_grad: torch.Tensor) -> None:
+    """Add a tile's gradient to ``total``'s module slice, or sum it over modules if ``total`` is shared."""
+    if total.shape[dim] == 1 and tile_grad.shape[dim] > 1:
+        tile_grad = tile_grad.sum(dim, keepdim=True)
+    _pick(total, dim, mods).add_(tile_grad)
+
+
+def _accumulate_offset(total: torch.Tensor, mods: slice, rows: slice, tile_grad: torch.Tensor) -> None:
+    """Add an ``(mb, nb, h)`` tile gradient to an offset of shape ``(M or 1, N or 1, h)``."""
+    reduce = [d for d in (0, 1) if total.shape[d] == 1 and tile_grad.shape[d] > 1]
+    if reduce:
+        tile_grad = tile_grad.sum(reduce, keepdim=True)
+    _pick(_pick(total, 0, mods), 1, rows).add_(tile_grad)
 
 
 class GroupedMLP(nn.Module):
@@ -302,18 +344,17 @@ class GroupedMLP(nn.Module):
 
     def _dense(self, delta: torch.Tensor, offset: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """All modules on all rows: ``(k, M, N, C_in) -> (k, M, N, O)``."""
-        proj = torch.matmul(delta, self.first_weight)  # (k, M, N, h0)
         if not self.hidden:
             # A linear module's Shapley values are its projections: phi_j = W_j (x_j - r_j).
-            return proj.mul_(active.unsqueeze(-1))
+            return torch.matmul(delta, self.first_weight).mul_(active.unsqueeze(-1))
         if self.activation == "relu" and len(self.hidden) == 1:
-            weights_t, masks_t = self.weights_t.to(proj.dtype), self.masks_t.to(proj.dtype)
-            phi_hidden = _ReluCoalitionMix.apply(proj, offset, weights_t, masks_t)
+            weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
+            phi = _ReluModules.apply(delta, self.first_weight, offset, self.weights[-1], weights_t, masks_t)
         else:
-            phi_hidden = self._mix_generic(proj, offset)
-        # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
-        # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
-        phi = _matmul(phi_hidden, self.weights[-1])  # (k, M, N, O)
+            # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
+            # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
+            phi_hidden = self._mix_generic(torch.matmul(delta, self.first_weight), offset)
+            phi = _matmul(phi_hidden, self.weights[-1])  # (k, M, N, O)
         return phi.mul_(active.unsqueeze(-1))
 
     def _mix_generic(self, proj: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The cache-blocked ReLU coalition mix against the plain (all coalitions materialised) computation."""
+"""The fused, cache-tiled ReLU module computation against the plain one (all coalitions materialised)."""
 
 from __future__ import annotations
 
@@ -6,44 +6,55 @@ import pytest
 import torch
 
 from shapnet import modules
-from shapnet.modules import GroupedMLP
+from shapnet.modules import GroupedMLP, _matmul
 
 
-@pytest.mark.parametrize("block_bytes", [1, 3000, 1 << 20], ids=["row-tiles", "module-tiles", "one-tile"])
+@pytest.mark.parametrize("block_bytes", [1, 6000, 1 << 21], ids=["row-tiles", "module-tiles", "one-tile"])
 @pytest.mark.parametrize("offset_rows", ["shared", "per-row"])
-@pytest.mark.parametrize("n_modules", [1, 5])
-def test_tiled_relu_mix_matches_plain_mix_and_gradients(
-    monkeypatch: pytest.MonkeyPatch, block_bytes: int, offset_rows: str, n_modules: int
+@pytest.mark.parametrize(("n_modules", "in_channels"), [(1, 3), (5, 3), (5, 1)])
+def test_fused_relu_modules_match_plain_computation_and_gradients(
+    monkeypatch: pytest.MonkeyPatch, block_bytes: int, offset_rows: str, n_modules: int, in_channels: int
 ) -> None:
-    # Small blocks force tiles that are runs of rows of one module; medium ones, several whole modules.
+    # Tiny blocks force tiles that are runs of rows of one module; medium ones, several whole modules.
     monkeypatch.setattr(modules, "_BLOCK_BYTES", block_bytes)
     torch.manual_seed(0)
-    k, n, h = 3, 700, 2  # h = 2 so that 1024 columns are 512 rows: several row tiles per module
-    mlp = GroupedMLP(n_modules, k, 2, 4, hidden=(h,)).double()
-    proj = torch.randn(k, n_modules, n, h, dtype=torch.float64, requires_grad=True)
+    k, n, h, o = 3, 700, 2, 4  # h = 2 so that 1024 columns are 512 rows: several row tiles per module
+    mlp = GroupedMLP(n_modules, k, in_channels, o, hidden=(h,)).double()
+    delta = torch.randn(k, n_modules, n, in_channels, dtype=torch.float64)
+    delta[:, :, :50] = 0.0
+    delta.requires_grad_(True)
     offset = torch.randn(n_modules, n if offset_rows == "per-row" else 1, h, dtype=torch.float64, requires_grad=True)
-    weights_t, masks_t = mlp.weights_t, mlp.masks_t
+    first, out_weight = mlp.first_weight, mlp.weights[-1]
 
-    tiled = modules._ReluCoalitionMix.apply(proj, offset, weights_t, masks_t)
-    plain = mlp._mix_generic(proj, offset)
-    assert (tiled - plain).abs().max() <= 1e-12
+    fused = modules._ReluModules.apply(delta, first, offset, out_weight, mlp.weights_t, mlp.masks_t)
+    plain = _matmul(mlp._mix_generic(torch.matmul(delta, first), offset), out_weight)
+    assert fused.shape == (k, n_modules, n, o)
+    assert (fused - plain).abs().max() <= 1e-12
 
-    upstream = torch.randn_like(tiled)
-    grads_tiled = torch.autograd.grad(tiled, (proj, offset), upstream)
-    grads_plain = torch.autograd.grad(plain, (proj, offset), upstream)
-    for got, want in zip(grads_tiled, grads_plain):
+    upstream = torch.randn_like(fused)
+    inputs = (delta, first, offset, out_weight)
+    for got, want in zip(torch.autograd.grad(fused, inputs, upstream), torch.autograd.grad(plain, inputs, upstream)):
         assert got.shape == want.shape
         assert (got - want).abs().max() <= 1e-10
 
 
-def test_tiles_cover_the_grid_exactly_once() -> None:
-    for m, n, h, block in [(5, 700, 2, 1), (5, 700, 2, 3000), (32, 512, 64, 1 << 20), (1, 46656, 32, 1 << 20)]:
+def test_fused_relu_modules_pass_gradcheck() -> None:
+    torch.manual_seed(1)
+    mlp = GroupedMLP(2, 2, 2, 3, hidden=(4,)).double()
+    args = (
+        torch.randn(2, 2, 5, 2, dtype=torch.float64, requires_grad=True),
+        mlp.first_weight.detach().clone().requires_grad_(),
+        torch.randn(2, 1, 4, dtype=torch.float64, requires_grad=True),
+        mlp.weights[-1].detach().clone().requires_grad_(),
+    )
+    fn = lambda d, w1, c0, wl: modules._ReluModules.apply(d, w1, c0, wl, mlp.weights_t, mlp.masks_t)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_tiles_cover_the_grid_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for m, n, h, block in [(5, 700, 2, 1), (5, 700, 2, 3000), (32, 512, 64, 1 << 21), (1, 46656, 32, 1 << 21)]:
+        monkeypatch.setattr(modules, "_BLOCK_BYTES", block)
         grid = torch.zeros(m, n, dtype=torch.long)
-        original = modules._BLOCK_BYTES
-        modules._BLOCK_BYTES = block
-        try:
-            for mods, rows in modules._tiles(m, n, h, 6, 8):
-                grid[mods, rows] += 1
-        finally:
-            modules._BLOCK_BYTES = original
+        for mods, rows in modules._tiles(m, n, h, 6, 8):
+            grid[mods, rows] += 1
         assert bool((grid == 1).all()), (m, n, h, block)
