@@ -110,7 +110,7 @@ class _ReluModules(torch.autograd.Function):
 
     @staticmethod
     def _tile_forward(delta, first_weight, offset, mods, rows, buf):
-        """``(proj, pre, mixed)`` of one tile; ``pre`` (before ReLU) lives in ``buf``."""
+        """``(proj (k, mb, nb, h), pre (2**k, mb*nb*h))`` of one tile; ``pre`` (before ReLU) lives in ``buf``."""
         d = delta[:, mods, rows]  # (k, mb, nb, C)
         w1 = _pick(first_weight, 1, mods)
         proj = d * w1 if d.shape[-1] == 1 else torch.matmul(d, w1)  # (k, mb, nb, h); C = 1 is an outer product
