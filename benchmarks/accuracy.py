@@ -57,8 +57,8 @@ def skip_reason(dataset: str, model: str, n_features: int, image: bool) -> str |
     """Why a cell is not run, or None."""
     if model == "vision" and not image:
         return "VisionShapNet is for images"
-    if model == "pairs" and n_features * (n_features - 1) // 2 > 5000:
-        return f"{n_features * (n_features - 1) // 2:,} pair modules (more than 5,000)"
+    if model == "pairs" and n_features * (n_features - 1) // 2 > 20_000:
+        return f"{n_features * (n_features - 1) // 2:,} pair modules (more than 20,000)"
     if model == "deep" and n_features > 256:
         return f"a tabular DeepShapNet on {n_features} features costs ~9 min per epoch here; use VisionShapNet"
     return None
