@@ -14,7 +14,8 @@ Models (all seeded; tabular models see image sets as flattened pixels):
 * ``deep``: the same estimator with a butterfly DeepShapNet (16 channels, hidden 64);
 * ``vision``: a VisionShapNet trained with :func:`shapnet.training.fit` (image sets only); for MNIST pass a
   model trained by ``python -m shapnet.training`` with ``--vision-checkpoint``;
-* ``mlp``: a plain two-hidden-layer ReLU MLP with about as many parameters as the DeepShapNet, trained by
+* ``mlp``: a plain two-hidden-layer ReLU MLP with about as many parameters as the DeepShapNet (on MNIST, as
+  the default VisionShapNet, since no tabular DeepShapNet is run there), trained by
   skorch with the same recipe (AdamW, learning rate, batch size, early stopping) as the ShapNets;
 * ``logreg``: scikit-learn's LogisticRegression (LinearRegression for regression);
 * ``hgb``: HistGradientBoostingClassifier (Regressor for regression), default settings.
@@ -84,6 +85,16 @@ def _n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _shapnet_params(ds: Any, n_features: int, n_outputs: int) -> int:
+    """Parameters of the deep ShapNet the MLP is compared with: the DeepShapNet, or the default
+    VisionShapNet where the DeepShapNet is not run (MNIST)."""
+    from shapnet import DeepShapNet, VisionShapNet
+
+    if skip_reason(ds.name, "deep", n_features, ds.image_shape is not None) is None:
+        return _n_params(DeepShapNet(n_features, n_outputs, **DEEP_KWARGS))
+    return _n_params(VisionShapNet(ds.image_shape[0], n_outputs, image_size=ds.image_shape[1:]))
+
+
 def _score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
     from sklearn.metrics import accuracy_score, r2_score
 
@@ -92,8 +103,6 @@ def _score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = None) -> dict[str, Any]:
     """Train and score one model on one dataset; returns the result row."""
-    from shapnet import DeepShapNet
-
     classification = ds.task == "classification"
     image = ds.image_shape is not None
     X_train, X_test = ds.X_train, ds.X_test
@@ -123,8 +132,7 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            deep_params = _n_params(DeepShapNet(n_features, n_outputs, **DEEP_KWARGS))
-            width = _mlp_width(n_features, n_outputs, deep_params)
+            width = _mlp_width(n_features, n_outputs, _shapnet_params(ds, n_features, n_outputs))
             net = (NeuralNetClassifier if classification else NeuralNetRegressor)(
                 MLP, module__n_features=n_features, module__n_outputs=n_outputs, module__width=width,
                 criterion=nn.CrossEntropyLoss if classification else nn.MSELoss, optimizer=torch.optim.AdamW,

@@ -123,13 +123,20 @@ class ShapleyLayer(nn.Module):
         padded = [list(g) + [self.n_features] * (k - len(g)) for g in group_list]
         self.register_buffer("groups", torch.tensor(padded, dtype=torch.long), persistent=False)
         self.padded = any(len(g) < k for g in group_list)
-        # Groups that partition the features (butterfly, "disjoint") make gather and scatter permutations.
+        # Groups that partition the features make gather and scatter permutations; butterfly and "disjoint"
+        # groups are even a transpose, (A, k, stride) -> (k, A, stride) with module m = a * stride + r.
         order = self.groups.T.reshape(-1)
         self.partition = (
             not self.padded and order.numel() == self.n_features
             and bool((order.sort().values == torch.arange(self.n_features)).all())
         )
         self.register_buffer("inverse", order.argsort() if self.partition else None, persistent=False)
+        self.stride = None
+        if self.partition:
+            stride = int(self.groups[0, 1] - self.groups[0, 0]) if k > 1 else 1
+            blocks = torch.arange(self.n_features).view(-1, k, stride) if stride >= 1 and self.n_features % (k * stride) == 0 else None
+            if blocks is not None and torch.equal(blocks.transpose(0, 1).reshape(k, -1), self.groups.T):
+                self.stride = stride
         self.in_channels, self.out_channels, self.shared = in_channels, out_channels, shared
         self.mlp = GroupedMLP(
             1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation,
@@ -152,8 +159,11 @@ class ShapleyLayer(nn.Module):
 
     def _gather(self, t: torch.Tensor) -> torch.Tensor:
         """``(F, ...)`` -> ``(k, M, ...)``, with the padding slot reading zeros."""
+        k, m = self.groups.T.shape
+        if self.stride is not None:
+            return t.view(-1, k, self.stride, *t.shape[1:]).transpose(0, 1).reshape(k, m, *t.shape[1:])
         if self.partition:
-            return _Permute.apply(t, self.groups.T.reshape(-1), self.inverse).view(*self.groups.T.shape, *t.shape[1:])
+            return _Permute.apply(t, self.groups.T.reshape(-1), self.inverse).view(k, m, *t.shape[1:])
         if self.padded:
             t = torch.cat([t, t.new_zeros(1, *t.shape[1:])])
         return t[self.groups.T]
@@ -177,7 +187,9 @@ class ShapleyLayer(nn.Module):
         result = self.mlp.shapley(self._gather(delta), offset, sparse=sparse)
         k, m, _, out = result.values.shape
         flat = result.values.reshape(k * m, n_rows, out)
-        if self.partition:  # every feature is in exactly one module
+        if self.stride is not None:  # the inverse transpose of _gather
+            values = result.values.view(k, -1, self.stride, n_rows, out).transpose(0, 1).reshape(-1, n_rows, out)
+        elif self.partition:  # every feature is in exactly one module
             values = _Permute.apply(flat, self.inverse, self.groups.T.reshape(-1))
         else:
             values = delta.new_zeros(self.n_features + int(self.padded), n_rows, out)

@@ -58,3 +58,30 @@ def test_tiles_cover_the_grid_exactly_once(monkeypatch: pytest.MonkeyPatch) -> N
         for mods, rows in modules._tiles(m, n, h, 6, 8):
             grid[mods, rows] += 1
         assert bool((grid == 1).all()), (m, n, h, block)
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [[(0, 4), (1, 5), (2, 6), (3, 7)], [(0, 1), (2, 3), (4, 5), (6, 7)], [(5, 0), (3, 6), (1, 7), (4, 2)]],
+    ids=["butterfly-stride-4", "disjoint", "shuffled-partition"],
+)
+def test_partition_gather_paths_agree_with_the_general_index_path(groups: list[tuple[int, int]]) -> None:
+    from shapnet.layers import ShapleyLayer
+
+    torch.manual_seed(0)
+    layer = ShapleyLayer(groups, 3, 2, hidden=(4,)).double()
+    assert layer.partition
+    x = torch.randn(8, 5, 3, dtype=torch.float64, requires_grad=True)  # (F, B, C) feature-major
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        values = layer.forward_features(x).values
+        (grad,) = torch.autograd.grad(values, x, torch.arange(values.numel(), dtype=values.dtype).view_as(values))
+        return values, grad
+
+    fast = run()
+    layer.stride = None  # the permutation path
+    permuted = run()
+    layer.partition = False  # the general gather + index_add path
+    general = run()
+    for got in (fast, permuted):
+        assert torch.allclose(got[0], general[0], atol=1e-12) and torch.allclose(got[1], general[1], atol=1e-12)
