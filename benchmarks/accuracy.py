@@ -12,6 +12,7 @@ Models (all seeded; tabular models see image sets as flattened pixels):
 * ``gam``, ``pairs``: :class:`shapnet_adapters.sklearn.ShapNetClassifier` with a ShallowShapNet on single
   features or on all feature pairs;
 * ``deep``: the same estimator with a butterfly DeepShapNet (16 channels, hidden 64);
+  all ShapNets here are trained plainly (``consistency=0``; the consistency benchmark measures its effect);
 * ``vision``: a VisionShapNet trained with :func:`shapnet.training.fit` (image sets only); for MNIST pass a
   model trained by ``python -m shapnet.training`` with ``--vision-checkpoint``;
 * ``mlp``: a plain two-hidden-layer ReLU MLP with about as many parameters as the DeepShapNet (on MNIST, as
@@ -122,7 +123,7 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
         kwargs = dict(DEEP_KWARGS) if model == "deep" else {"groups": model, "hidden": (64,) if model == "gam" else (16,)}
         est = estimator_class(
             model="deep" if model == "deep" else "shallow", model_kwargs=kwargs, max_epochs=max_epochs,
-            batch_size=batch_size, lr=LR, random_state=seed,
+            batch_size=batch_size, lr=LR, random_state=seed, consistency=0.0,
         ).fit(X_train, ds.y_train)
         y_pred, n_params, epochs = est.predict(X_test), _n_params(est.model_), est.n_iter_
     elif model == "mlp":
