@@ -44,7 +44,8 @@ def smooth_regression(n: int = 150, f: int = 3, seed: int = 0) -> tuple[np.ndarr
     return X, X[:, 0] - 0.5 * X[:, 1] + 0.3 * X[:, 1] * X[:, 2]
 
 
-FAST = {"max_epochs": 15, "lr": 1e-2, "early_stopping": False, "random_state": 0}
+# consistency=0: most tests are about the estimator's plumbing, not the (2x costlier) default regulariser.
+FAST = {"max_epochs": 15, "lr": 1e-2, "early_stopping": False, "random_state": 0, "consistency": 0.0}
 
 
 # --------------------------------------------------------------------------- #
@@ -173,6 +174,7 @@ def test_model_options_reach_the_shapnet() -> None:
         ({"reg_layers": "first"}, ValueError, "reg_layers"),
         ({"l1": -0.1}, ValueError, "l1 must be"),
         ({"consistency": float("inf")}, ValueError, "consistency must be"),
+        ({"consistency": "max"}, ValueError, "consistency must be 'auto' or a finite number"),
         ({"lr": 0.0}, ValueError, "lr must be"),
         ({"max_epochs": 0}, ValueError, "max_epochs"),
         ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
@@ -185,6 +187,19 @@ def test_bad_parameters_raise_at_fit(params: dict, error: type, match: str) -> N
     clf = ShapNetClassifier(**params)  # __init__ only stores
     with pytest.raises(error, match=match):
         clf.fit(X, y)
+
+
+def test_auto_consistency_is_the_recommended_weight_for_deep_models_only() -> None:
+    from shapnet_adapters.sklearn import RECOMMENDED_CONSISTENCY
+
+    X, y = blobs(n=40)
+    auto = {**FAST, "max_epochs": 1, "consistency": "auto"}
+    assert ShapNetClassifier().get_params()["consistency"] == "auto"
+    deep = ShapNetClassifier(**auto).fit(X, y)
+    assert deep.consistency_ == RECOMMENDED_CONSISTENCY == 3.0
+    shallow = ShapNetClassifier(**{**auto, "model": "shallow"}).fit(X, y)
+    assert shallow.consistency_ == 0.0
+    assert ShapNetClassifier(**{**FAST, "max_epochs": 1, "consistency": 0.5}).fit(X, y).consistency_ == 0.5
 
 
 def test_bad_data_raises_clear_errors() -> None:
