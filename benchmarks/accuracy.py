@@ -5,7 +5,8 @@
         [--seeds 0,1,2] [--single-seed adult,mnist] [--vision-checkpoint mnist=results/mnist/run/model.pt]
 
 Every (dataset, model, seed) cell is trained on the dataset's standardised training split and scored on its
-test split; the table shows the mean over seeds (± the standard deviation when there are several). Cells are appended to ``cells.jsonl`` as they finish, so a killed run resumes where it stopped.
+test split; the table shows the mean over seeds (± the standard deviation when there are several). Cells are
+appended to ``cells.jsonl`` as they finish, so a killed run resumes where it stopped.
 
 Models (all seeded; tabular models see image sets as flattened pixels):
 
@@ -120,7 +121,8 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
         from shapnet_adapters.sklearn import ShapNetClassifier, ShapNetRegressor
 
         estimator_class = ShapNetClassifier if classification else ShapNetRegressor
-        kwargs = dict(DEEP_KWARGS) if model == "deep" else {"groups": model, "hidden": (64,) if model == "gam" else (16,)}
+        hidden = (64,) if model == "gam" else (16,)
+        kwargs = dict(DEEP_KWARGS) if model == "deep" else {"groups": model, "hidden": hidden}
         est = estimator_class(
             model="deep" if model == "deep" else "shallow", model_kwargs=kwargs, max_epochs=max_epochs,
             batch_size=batch_size, lr=LR, random_state=seed, consistency=0.0,
@@ -154,7 +156,8 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
         from sklearn.linear_model import LinearRegression, LogisticRegression
 
         est = LogisticRegression(max_iter=5000) if classification else LinearRegression()
-        y_pred, n_params = est.fit(X_train, ds.y_train).predict(X_test), int(np.size(est.coef_) + np.size(est.intercept_))
+        y_pred = est.fit(X_train, ds.y_train).predict(X_test)
+        n_params = int(np.size(est.coef_) + np.size(est.intercept_))
     elif model == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -191,7 +194,8 @@ def _vision(ds: Any, seed: int, checkpoint: str | None) -> tuple[np.ndarray, int
         fit(model, ds.X_train, ds.y_train, epochs=epochs, batch_size=64, lr=1e-2, progress=False, seed=seed)
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(torch.from_numpy(x)) for x in np.array_split(ds.X_test, max(1, len(ds.X_test) // 500))])
+        chunks = np.array_split(ds.X_test, max(1, len(ds.X_test) // 500))
+        logits = torch.cat([model(torch.from_numpy(x)) for x in chunks])
     return logits.argmax(1).numpy(), _n_params(model), epochs, seconds
 
 

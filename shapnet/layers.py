@@ -134,9 +134,9 @@ class ShapleyLayer(nn.Module):
         self.stride = None
         if self.partition:
             stride = int(self.groups[0, 1] - self.groups[0, 0]) if k > 1 else 1
-            blocks = torch.arange(self.n_features).view(-1, k, stride) if stride >= 1 and self.n_features % (k * stride) == 0 else None
-            if blocks is not None and torch.equal(blocks.transpose(0, 1).reshape(k, -1), self.groups.T):
-                self.stride = stride
+            if stride >= 1 and self.n_features % (k * stride) == 0:
+                blocks = torch.arange(self.n_features).view(-1, k, stride).transpose(0, 1).reshape(k, -1)
+                self.stride = stride if torch.equal(blocks, self.groups.T) else None
         self.in_channels, self.out_channels, self.shared = in_channels, out_channels, shared
         self.mlp = GroupedMLP(
             1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation,
@@ -188,7 +188,7 @@ class ShapleyLayer(nn.Module):
         k, m, _, out = result.values.shape
         flat = result.values.reshape(k * m, n_rows, out)
         if self.stride is not None:  # the inverse transpose of _gather
-            values = result.values.view(k, -1, self.stride, n_rows, out).transpose(0, 1).reshape(-1, n_rows, out)
+            values = result.values.reshape(k, -1, self.stride, n_rows, out).transpose(0, 1).reshape(-1, n_rows, out)
         elif self.partition:  # every feature is in exactly one module
             values = _Permute.apply(flat, self.inverse, self.groups.T.reshape(-1))
         else:
