@@ -153,8 +153,9 @@ class _ReluModules(torch.autograd.Function):
             mb, nb = proj.shape[1:3]
             g = grad[:, mods, rows]  # (k, mb, nb, O)
             w_out = _pick(out_weight, 0, mods)
-            # Readout: mixed = W^T relu(pre); its gradient needs mixed, recomputed here.
-            mixed = torch.mm(weights_t, torch.relu(pre)).view(proj.shape)
+            # Readout: mixed = W^T relu(pre); its gradient needs mixed, recomputed here. relu_ keeps the
+            # sign pattern that relu' needs below (relu(pre) > 0 exactly where pre > 0).
+            mixed = torch.mm(weights_t, pre.relu_()).view(proj.shape)
             _accumulate(grad_out_weight, 0, mods, torch.matmul(mixed.transpose(-1, -2), g).sum(0))
             grad_mixed = torch.matmul(g, w_out.transpose(-1, -2)).reshape(k, -1)  # (k, mb*nb*h)
             grad_z = torch.mm(weights_t.T, grad_mixed, out=grad_buf[:, : pre.shape[1]])
