@@ -63,7 +63,8 @@ def skip_reason(dataset: str, model: str, n_features: int, image: bool) -> str |
     if model == "pairs" and n_features * (n_features - 1) // 2 > 20_000:
         return f"{n_features * (n_features - 1) // 2:,} pair modules (more than 20,000)"
     if model == "deep" and n_features > 256:
-        return f"a tabular DeepShapNet on {n_features} features costs ~9 min per epoch here; use VisionShapNet"
+        layers = math.ceil(math.log2(n_features))
+        return f"not run for time ({n_features} features, {layers} butterfly layers); VisionShapNet is the deep model"
     return None
 
 
