@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from benchmarks import accuracy
+from benchmarks.models import ModelConfig, build_model
 
 
 def test_mlp_width_matches_the_parameter_budget() -> None:
     for n_features, n_outputs, budget in [(8, 10, 37_000), (104, 2, 1_400_000), (13, 3, 5_000)]:
         width = accuracy._mlp_width(n_features, n_outputs, budget)
-        params = sum(p.numel() for p in accuracy.MLP(n_features, n_outputs, width).parameters())
+        mlp = build_model(ModelConfig(kind="mlp", hidden=(width, width)), (n_features,), n_outputs, seed=0)
+        params = sum(p.numel() for p in mlp.parameters())
         assert abs(params - budget) / budget < 0.05, (n_features, width, params)
 
 
