@@ -169,7 +169,12 @@ class ShapleyLayer(nn.Module):
         return t[self.groups.T]
 
     def forward_features(
-        self, delta: torch.Tensor, reference: torch.Tensor | None = None, *, sparse: bool = False
+        self,
+        delta: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        *,
+        sparse: bool = False,
+        active: torch.Tensor | None = None,
     ) -> LayerOutput:
         """The layer on a feature-major input.
 
@@ -177,6 +182,7 @@ class ShapleyLayer(nn.Module):
             delta: ``(F, B, C_in)``, input minus reference.
             reference: ``(F, C_in)`` or per-row ``(F, B, C_in)``; None means zero.
             sparse: skip coalitions of inputs at the reference (dynamic pruning).
+            active: ``(F, B)`` bool, exactly the features whose ``delta`` is non-zero, if already known.
 
         Returns:
             ``values (F, B, O)`` (feature-major) and ``base (B or 1, O)``.
@@ -184,7 +190,8 @@ class ShapleyLayer(nn.Module):
         n_rows = delta.shape[1]
         ref = None if reference is None else self._gather(reference)
         offset = self.mlp.offset(ref)
-        result = self.mlp.shapley(self._gather(delta), offset, sparse=sparse)
+        active = None if active is None else self._gather(active)
+        result = self.mlp.shapley(self._gather(delta), offset, active=active, sparse=sparse)
         k, m, _, out = result.values.shape
         flat = result.values.reshape(k * m, n_rows, out)
         if self.stride is not None:  # the inverse transpose of _gather
@@ -195,7 +202,31 @@ class ShapleyLayer(nn.Module):
             values = delta.new_zeros(self.n_features + int(self.padded), n_rows, out)
             values = values.index_add_(0, self.groups.T.reshape(-1), flat)
         base = result.base.sum(0)
-        return LayerOutput(values[: self.n_features], base, result.skipped)
+        if values.shape[0] != self.n_features:
+            # Drop the padding slot; an unconditional slice would cost a zero fill and a copy in backward.
+            values = values[: self.n_features]
+        return LayerOutput(values, base, result.skipped)
+
+    def forward_sum(
+        self, delta: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sum_i Phi_i`` and ``base`` without the values, for a prediction.
+
+        By efficiency ``sum_i Phi_i = g(x) - g(r) = sum_m f_m(x) - f_m(r)``: one coalition per module
+        instead of ``2**k``, and no Shapley mix.
+
+        Args:
+            delta: ``(F, B, C_in)``, input minus reference.
+            reference: as in :meth:`forward_features`.
+
+        Returns:
+            ``(B, O)`` and ``(B or 1, O)``.
+        """
+        ref = None if reference is None else self._gather(reference)
+        offset = self.mlp.offset(ref)
+        outputs = self.mlp.outputs(self._gather(delta), offset)  # (M, B, O)
+        base = self.mlp.base(offset)  # (M, 1 or B, O)
+        return (outputs - base).sum(0), base.sum(0)
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> LayerOutput:
         """Shapley representation of ``x``.

@@ -17,7 +17,7 @@ from ._validation import check_input, check_positive_int, check_reference
 from .explanation import ShapleyExplanation
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups, padded_size
 from .layers import ShapleyConv2d, ShapleyLayer, normalize_groups
-from .pruning import Pruning, as_pruning, prune_features
+from .pruning import Pruning, as_pruning, prune_features, prune_features_and_mask
 
 __all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
 
@@ -46,7 +46,11 @@ class ShapNet(nn.Module, ABC):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)`` for ``x`` of shape ``(B, *input_shape)``."""
-        return self._explain(check_input(x, self.input_shape), None, False).predictions
+        return self._predict(check_input(x, self.input_shape))
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of validated ``x``; subclasses may skip computing values that a prediction does not need."""
+        return self._explain(x, None, False).predictions
 
     def explain(
         self, x: torch.Tensor, *, baseline: torch.Tensor | None = None, layers: bool = False
@@ -159,6 +163,11 @@ class ShallowShapNet(ShapNet):
             values, base, predictions, self.input_shape, [values] if layers else None, None
         )
 
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        ref = self.reference.to(x)
+        total, base = self.layer.forward_sum((x - ref).T.unsqueeze(-1), ref.unsqueeze(-1))
+        return base + total
+
     def _check_baseline(self, baseline: object, x: torch.Tensor) -> torch.Tensor:
         base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
         if base.dim() == 0:
@@ -248,33 +257,58 @@ class DeepShapNet(ShapNet):
             f"residual={self.residual}, prune={self.pruning}"
         )
 
-    def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
-        batch, n_features = x.shape
+    def _hidden(
+        self, x: torch.Tensor, n_layers: int, collect: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor], list[float]]:
+        """The first ``n_layers`` layers.
+
+        Returns:
+            the representation ``(F_pad, B, C)`` (feature-major), the first layer's reference (feature-major,
+            for a model of one layer), the collected ``(B, F, C)`` representations, and the skipped fractions.
+        """
+        n_features = x.shape[1]
         ref = self.reference.to(x)
         pad = self.n_padded - n_features
         # Feature-major (F_pad, B, 1); padding features equal their reference (delta 0, reference 0).
-        delta = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
+        rep = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
         ref_fm = torch.nn.functional.pad(ref, (0, pad)).unsqueeze(-1)
-        rep, collected, skipped = delta, [], []
+        collected, skipped = [], []
         sparse = self.pruning is not None
-        for index, layer in enumerate(self.layers):
-            out = layer.forward_features(rep, ref_fm if index == 0 else None, sparse=sparse and index > 0)
+        active = None  # (F_pad, B): which features are non-zero, when pruning has already worked it out
+        for index, layer in enumerate(self.layers[:n_layers]):
+            out = layer.forward_features(
+                rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active
+            )
             new = out.values
             if self.residual and new.shape[-1] == rep.shape[-1]:
                 new = new + rep
             if sparse and index < len(self.layers) - 1:
                 groups = self.layers[index + 1].groups if self.pruning.granularity == "group" else None
-                new = prune_features(new, *self.pruning.for_layer(index), n_real=n_features, groups=groups)
+                new, active = prune_features_and_mask(
+                    new, *self.pruning.for_layer(index), n_real=n_features, groups=groups
+                )
             skipped.append(out.skipped)
             rep = new
-            if layers:
+            if collect:
                 collected.append(rep[:n_features].transpose(0, 1))
-        values = rep[:n_features].transpose(0, 1)  # (B, F, K)
-        base = self.bias.unsqueeze(0).expand(batch, -1).clone()
+        return rep, ref_fm if n_layers == 0 else None, collected, skipped
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        # The last layer only has to deliver sum_i Phi_i, which efficiency gives without its values.
+        rep, ref_fm, _, _ = self._hidden(x, len(self.layers) - 1, False)
+        total, _ = self.layers[-1].forward_sum(rep, ref_fm)
+        if self.residual and self.layers[-1].out_channels == rep.shape[-1]:
+            total = total + rep.sum(0)
+        return self.bias + total
+
+    def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
+        rep, _, collected, skipped = self._hidden(x, len(self.layers), layers)
+        values = rep[: x.shape[1]].transpose(0, 1)  # (B, F, K)
+        base = self.bias.unsqueeze(0).expand(x.shape[0], -1).clone()
         predictions = base + values.sum(1)
         return ShapleyExplanation(
             values, base, predictions, self.input_shape, collected if layers else None,
-            sum(skipped[1:]) / max(1, len(skipped) - 1) if sparse else None,
+            sum(skipped[1:]) / max(1, len(skipped) - 1) if self.pruning is not None else None,
         )
 
 

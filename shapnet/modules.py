@@ -78,18 +78,29 @@ def _matmul(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 _BLOCK_BYTES = 1 << 21
 
 
-def _tiles(m: int, n: int, h: int, rows: int, itemsize: int) -> list[tuple[slice, slice]]:
+def _tiles(
+    m: int, n: int, h: int, rows: int, itemsize: int, extents: Sequence[int] | None = None
+) -> list[tuple[slice, slice]]:
     """(module, row) tiles of an ``(M, N)`` grid, each holding about ``_BLOCK_BYTES`` of ``rows`` h-wide rows.
 
     A tile is several whole modules, or a run of rows of one module, so that its columns of a ``(k, M*N*h)``
-    matrix form one strided 2-D view and a per-module offset only needs broadcasting.
+    matrix form one strided 2-D view and a per-module offset only needs broadcasting. With ``extents`` (the
+    number of leading rows of each module that need computing; pruning packs a module's busy rows first) a
+    tile stops at the largest extent of its modules, and tiles with nothing to compute are left out.
     """
     per_row = max(1, rows * h * itemsize)
     n_rows = max(1, -(-1024 // h), _BLOCK_BYTES // per_row)
-    if n_rows >= n:
-        step = n_rows // n
-        return [(slice(m0, min(m0 + step, m)), slice(0, n)) for m0 in range(0, m, step)]
-    return [(slice(m0, m0 + 1), slice(n0, min(n0 + n_rows, n))) for m0 in range(m) for n0 in range(0, n, n_rows)]
+    ext = [n] * m if extents is None else [min(int(e), n) for e in extents]
+    longest = max(ext, default=0)
+    if longest == 0:
+        return []
+    if n_rows >= longest:
+        step = n_rows // longest
+        tiles = [(slice(m0, min(m0 + step, m)), max(ext[m0 : m0 + step])) for m0 in range(0, m, step)]
+        return [(mods, slice(0, extent)) for mods, extent in tiles if extent > 0]
+    return [
+        (slice(m0, m0 + 1), slice(n0, min(n0 + n_rows, ext[m0]))) for m0 in range(m) for n0 in range(0, ext[m0], n_rows)
+    ]
 
 
 def _pick(t: torch.Tensor, dim: int, index: slice) -> torch.Tensor:
@@ -97,84 +108,171 @@ def _pick(t: torch.Tensor, dim: int, index: slice) -> torch.Tensor:
     return t if t.shape[dim] == 1 else t.narrow(dim, index.start, index.stop - index.start)
 
 
+def _tile_size(tiles: list[tuple[slice, slice]]) -> int:
+    """The most (module, row) pairs in one tile."""
+    return max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles)
+
+
+class _Rows:
+    """Which rows of the ``(M, N)`` grid a tile covers, and how to read and write them.
+
+    Dense: tile ``(mods, r)`` is the slice ``[mods, r]`` of the grid. Sparse (pruning): the grid is
+    ``(M, R)`` and ``index[m, r]`` names a row of module ``m``: tiles gather their rows in cache, so no
+    packed copy of the inputs or outputs ever goes through main memory.
+    """
+
+    def __init__(self, m: int, n: int, index: torch.Tensor | None) -> None:
+        self.m, self.n = m, n
+        self.flat = None if index is None else (index + torch.arange(m, device=index.device).unsqueeze(1) * n)
+
+    @property
+    def width(self) -> int:
+        return self.n if self.flat is None else self.flat.shape[1]
+
+    def where(self, mods: slice, r: slice) -> torch.Tensor | None:
+        """The tile's flat ``M*N`` row indices, ``(mb*nb,)``, or None for a dense slice."""
+        return None if self.flat is None else self.flat[mods, r].reshape(-1)
+
+    def take(self, t: torch.Tensor, mods: slice, r: slice, where: torch.Tensor | None) -> torch.Tensor:
+        """``t (A, M, N, ...)`` at the tile: ``(A, mb, nb, ...)``."""
+        if where is None:
+            return t[:, mods, r]
+        rest = t.shape[3:]
+        picked = t.reshape(t.shape[0], self.m * self.n, *rest).index_select(1, where)
+        return picked.view(t.shape[0], mods.stop - mods.start, -1, *rest)
+
+    def put(self, total: torch.Tensor, mods: slice, r: slice, where: torch.Tensor | None, value: torch.Tensor) -> None:
+        """Write ``value (A, mb, nb, ...)`` into ``total (A, M, N, ...)`` at the tile."""
+        if where is None:
+            total[:, mods, r] = value
+        else:
+            rest = total.shape[3:]
+            flat = total.view(total.shape[0], self.m * self.n, *rest)
+            flat.index_copy_(1, where, value.reshape(total.shape[0], -1, *rest))
+
+    def offset(self, offset: torch.Tensor, mods: slice, r: slice, where: torch.Tensor | None) -> torch.Tensor:
+        """``offset (M or 1, N or 1, h)`` at the tile, broadcastable to ``(mb, nb, h)``."""
+        if offset.shape[1] == 1 or where is None:
+            return _pick(_pick(offset, 0, mods), 1, r)
+        return self.take(offset.unsqueeze(0), mods, r, where)[0]  # per-row offsets: (M, N, h) here
+
+    def add_offset(self, total: torch.Tensor, mods: slice, r: slice, where: torch.Tensor | None, grad: torch.Tensor) -> None:
+        """Add an ``(mb, nb, h)`` tile gradient to the offset's gradient ``total``."""
+        if total.shape[1] == 1 or where is None:
+            _accumulate_offset(total, mods, r, grad)
+        else:
+            total.view(self.m * self.n, -1).index_add_(0, where, grad.reshape(-1, grad.shape[-1]))
+
+
 class _ReluModules(torch.autograd.Function):
     """Shapley values of one-hidden-layer ReLU modules, fused per cache tile (DESIGN §7).
 
-    ``phi = (W^T relu(c0 + mask @ P)) @ W_L`` with ``P_j = delta_j @ W1_j``: projection, the ``2**k``
-    coalitions, ReLU, Shapley mix and readout run tile by tile, and the backward pass recomputes them
-    instead of storing any h-wide tensor.
+    ``phi = (W^T relu(c0 + mask @ P)) @ W_L`` with ``P_j = delta_j @ W1_j``, then zeroed where a feature is
+    inactive (``delta_j = 0``, a dummy player): projection, the ``2**k`` coalitions, ReLU, Shapley mix,
+    readout and masking run tile by tile, and the backward pass recomputes them instead of storing any
+    h-wide tensor.
 
-    Inputs: ``delta (k, M, N, C)``, ``first_weight (k, M or 1, C, h)``, ``offset (M or 1, N or 1, h)``,
-    ``out_weight (M or 1, h, O)``, ``weights_t`` and ``masks_t`` ``(k, 2**k)``. Output: ``(k, M, N, O)``.
+    Inputs: ``delta (k, M, N, C)``, ``first_weight (k, M or 1, C, h)``, ``offset (M or 1, N or 1, h)``
+    (per-row offsets need ``M`` rows when ``rows`` is given), ``out_weight (M or 1, h, O)``,
+    ``active (k, M, N)`` bool, ``weights_t (k, 2**k)``, ``masks_t (k, 2**k)``; for pruning, ``rows``
+    ``(M, R)`` (each module's rows to compute, busy ones first) and ``extents`` (how many of them are
+    busy; the others, and every row not in ``rows``, are idle and get 0). Output: ``(k, M, N, O)``.
     """
 
     @staticmethod
-    def _tile_forward(delta, first_weight, offset, mods, rows, buf):
-        """``(proj (k, mb, nb, h), pre (2**k, mb*nb*h))`` of one tile; ``pre`` (before ReLU) lives in ``buf``."""
-        d = delta[:, mods, rows]  # (k, mb, nb, C)
-        w1 = _pick(first_weight, 1, mods)
+    def _tile_forward(d, w1, offset, buf):
+        """``(proj (k, mb, nb, h), pre (2**k, mb*nb*h))`` of one tile; ``pre`` (before ReLU) lives in ``buf``.
+
+        ``d (k, mb, nb, C)``, ``w1 (k, mb or 1, C, h)``, ``offset`` broadcastable to ``(mb, nb, h)``.
+        """
         proj = d * w1 if d.shape[-1] == 1 else torch.matmul(d, w1)  # (k, mb, nb, h); C = 1 is an outer product
         k, mb, nb, h = proj.shape
         pre = buf[:, : mb * nb * h]
-        pre[0].view(mb, nb, h).copy_(_pick(_pick(offset, 0, mods), 1, rows).expand(mb, nb, h))
+        pre[0].view(mb, nb, h).copy_(offset.expand(mb, nb, h))
         flat = proj.reshape(k, -1)
         for j in range(k):  # coalition S + 2**j is coalition S plus P_j: k contiguous writes
             torch.add(pre[: 2**j], flat[j], out=pre[2**j : 2 ** (j + 1)])
         return proj, pre
 
     @staticmethod
-    def forward(ctx, delta, first_weight, offset, out_weight, weights_t, masks_t):  # type: ignore[override]
+    def forward(ctx, delta, first_weight, offset, out_weight, active, weights_t, masks_t, rows, extents):  # type: ignore[override]
         k, m, n, _ = delta.shape
         h, o = first_weight.shape[-1], out_weight.shape[-1]
-        out = delta.new_empty(k, m, n, o)
-        tiles = _tiles(m, n, h, 2**k + 2 * k, delta.element_size())
-        buf = delta.new_empty(2**k, max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h)
-        for mods, rows in tiles:
-            proj, pre = _ReluModules._tile_forward(delta, first_weight, offset, mods, rows, buf)
-            mixed = torch.mm(weights_t, pre.relu_()).view(proj.shape)  # (k, mb, nb, h)
-            out[:, mods, rows] = torch.matmul(mixed, _pick(out_weight, 0, mods))
-        ctx.save_for_backward(delta, first_weight, offset, out_weight, weights_t, masks_t)
+        grid = _Rows(m, n, rows)
+        tiles = _tiles(m, grid.width, h, 2**k + 2 * k, delta.element_size(), extents)
+        out = delta.new_empty(k, m, n, o) if rows is None else delta.new_zeros(k, m, n, o)
+        ctx.save_for_backward(delta, first_weight, offset, out_weight, active, weights_t, masks_t)
+        ctx.grid, ctx.tiles = grid, tiles
+        if not tiles:
+            return out
+        width = _tile_size(tiles) * h
+        buf, mix_buf = delta.new_empty(2**k, width), delta.new_empty(k, width)
+        for mods, r in tiles:
+            where = grid.where(mods, r)
+            d = grid.take(delta, mods, r, where)
+            proj, pre = _ReluModules._tile_forward(
+                d, _pick(first_weight, 1, mods), grid.offset(offset, mods, r, where), buf
+            )
+            mixed = torch.mm(weights_t, pre.relu_(), out=mix_buf[:, : pre.shape[1]]).view(proj.shape)
+            phi = torch.matmul(mixed, _pick(out_weight, 0, mods))  # (k, mb, nb, O)
+            phi.mul_(grid.take(active, mods, r, where).unsqueeze(-1))
+            grid.put(out, mods, r, where, phi)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        delta, first_weight, offset, out_weight, weights_t, masks_t = ctx.saved_tensors
-        k, m, n, _ = delta.shape
+        delta, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
+        need_delta, need_first, need_offset, need_out = ctx.needs_input_grad[:4]
+        grid, tiles = ctx.grid, ctx.tiles
+        k = delta.shape[0]
         h = first_weight.shape[-1]
-        grad_delta = torch.empty_like(delta)
-        grad_first = torch.zeros_like(first_weight)
-        grad_offset = torch.zeros_like(offset)
-        grad_out_weight = torch.zeros_like(out_weight)
-        # Twice the forward's block: a backward tile does about twice the Python-level calls, and fewer,
-        # larger tiles amortise them (measured faster on the d=64 benchmark; the working set stays in L3).
-        tiles = _tiles(m, n, h, 2**k + 2 * k, delta.element_size())
-        width = max((t[0].stop - t[0].start) * (t[1].stop - t[1].start) for t in tiles) * h
+        grad_delta = None
+        if need_delta:  # rows outside every tile (idle after pruning) get a zero gradient
+            grad_delta = torch.empty_like(delta) if grid.flat is None else torch.zeros_like(delta)
+        grad_first = torch.zeros_like(first_weight) if need_first else None
+        grad_offset = torch.zeros_like(offset) if need_offset else None
+        grad_out_weight = torch.zeros_like(out_weight) if need_out else None
+        nones = (None,) * 5
+        if not tiles:
+            return grad_delta, grad_first, grad_offset, grad_out_weight, *nones
+        width = _tile_size(tiles) * h
         buf, grad_buf = delta.new_empty(2**k, width), delta.new_empty(2**k, width)
-        for mods, rows in tiles:
-            proj, pre = _ReluModules._tile_forward(delta, first_weight, offset, mods, rows, buf)
+        mix_buf, proj_buf = delta.new_empty(k, width), delta.new_empty(k + 1, width)
+        # One matmul gives the projections' gradients and, in its last row, the offset's: sum over coalitions.
+        masks_and_ones = torch.cat([masks_t, masks_t.new_ones(1, masks_t.shape[1])])
+        for mods, r in tiles:
+            where = grid.where(mods, r)
+            d = grid.take(delta, mods, r, where)
+            w1 = _pick(first_weight, 1, mods)
+            proj, pre = _ReluModules._tile_forward(d, w1, grid.offset(offset, mods, r, where), buf)
             mb, nb = proj.shape[1:3]
-            g = grad[:, mods, rows]  # (k, mb, nb, O)
+            g = grid.take(grad, mods, r, where) * grid.take(active, mods, r, where).unsqueeze(-1)  # (k, mb, nb, O)
             w_out = _pick(out_weight, 0, mods)
             # Readout: mixed = W^T relu(pre); its gradient needs mixed, recomputed here. relu_ keeps the
             # sign pattern that relu' needs below (relu(pre) > 0 exactly where pre > 0).
-            mixed = torch.mm(weights_t, pre.relu_()).view(proj.shape)
-            _accumulate(grad_out_weight, 0, mods, torch.matmul(mixed.transpose(-1, -2), g).sum(0))
+            mixed = torch.mm(weights_t, pre.relu_(), out=mix_buf[:, : pre.shape[1]]).view(proj.shape)
+            if need_out:
+                _accumulate(grad_out_weight, 0, mods, torch.matmul(mixed.transpose(-1, -2), g).sum(0))
             grad_mixed = torch.matmul(g, w_out.transpose(-1, -2)).reshape(k, -1)  # (k, mb*nb*h)
             grad_z = torch.mm(weights_t.T, grad_mixed, out=grad_buf[:, : pre.shape[1]])
             grad_z.mul_(pre.gt_(0))  # relu'(pre), in place: no boolean mask is allocated
-            grad_proj = torch.mm(masks_t, grad_z).view(proj.shape)  # (k, mb, nb, h)
-            grad_c0 = grad_z.sum(0).view(mb, nb, h)
-            _accumulate_offset(grad_offset, mods, rows, grad_c0)
-            d = delta[:, mods, rows]
-            w1 = _pick(first_weight, 1, mods)
-            if d.shape[-1] == 1:
-                grad_w1 = (d * grad_proj).sum(2, keepdim=True)  # (k, mb, 1, h)
-                grad_delta[:, mods, rows] = (grad_proj * w1).sum(-1, keepdim=True)
-            else:
-                grad_w1 = torch.matmul(d.transpose(-1, -2), grad_proj)  # (k, mb, C, h)
-                grad_delta[:, mods, rows] = torch.matmul(grad_proj, w1.transpose(-1, -2))
-            _accumulate(grad_first, 1, mods, grad_w1)
-        return grad_delta, grad_first, grad_offset, grad_out_weight, None, None
+            both = torch.mm(masks_and_ones, grad_z, out=proj_buf[:, : pre.shape[1]])
+            grad_proj = both[:k].view(proj.shape)  # (k, mb, nb, h)
+            if need_offset:
+                grid.add_offset(grad_offset, mods, r, where, both[k].view(mb, nb, h))
+            if need_first:
+                if d.shape[-1] == 1:
+                    grad_w1 = (d * grad_proj).sum(2, keepdim=True)  # (k, mb, 1, h)
+                else:
+                    grad_w1 = torch.matmul(d.transpose(-1, -2), grad_proj)  # (k, mb, C, h)
+                _accumulate(grad_first, 1, mods, grad_w1)
+            if need_delta:
+                if d.shape[-1] == 1:
+                    grad_d = (grad_proj * w1).sum(-1, keepdim=True)
+                else:
+                    grad_d = torch.matmul(grad_proj, w1.transpose(-1, -2))
+                grid.put(grad_delta, mods, r, where, grad_d)
+        return grad_delta, grad_first, grad_offset, grad_out_weight, *nones
 
 
 def _accumulate(total: torch.Tensor, dim: int, mods: slice, tile_grad: torch.Tensor) -> None:
@@ -293,13 +391,26 @@ class GroupedMLP(nn.Module):
             a = act(_matmul(a, w) + b.unsqueeze(1))
         return a
 
-    def _empty_output(self, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last hidden activation and output at the empty coalition: ``(M, 1|N, h)``, ``(M, 1|N, O)``."""
-        if not self.hidden:  # a linear module: the first map is the readout
-            return offset, offset
-        z_empty = self._hidden_tail(ACTIVATIONS[self.activation](offset))
-        base = _matmul(z_empty, self.weights[-1])
-        return z_empty, base if self.out_bias is None else base + self.out_bias.unsqueeze(1)
+    def _readout(self, pre: torch.Tensor) -> torch.Tensor:
+        """The inner MLP after its first linear map: pre-activations ``(M, X, h0)`` -> outputs ``(M, X, O)``."""
+        if not self.hidden:  # a linear module: the first map is the readout, and ``pre`` holds its bias
+            return pre
+        out = _matmul(self._hidden_tail(ACTIVATIONS[self.activation](pre)), self.weights[-1])
+        return out if self.out_bias is None else out + self.out_bias.unsqueeze(1)
+
+    def base(self, offset: torch.Tensor) -> torch.Tensor:
+        """Every module's output at the reference, ``f_m(r)``: ``(M, 1 or N, O)``."""
+        return self._readout(offset)
+
+    def outputs(self, delta: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Every module's output at the input, ``f_m(x_{G_m})``: ``(k, M, N, C_in) -> (M, N, O)``.
+
+        One coalition (the full one) instead of ``2**k``: by efficiency, ``sum_j phi_j = f_m(x) - f_m(r)``,
+        which is all that a prediction needs.
+        """
+        m = delta.shape[1]
+        weight = self.first_weight if self.first_weight.shape[1] == m else self.first_weight.expand(-1, m, -1, -1)
+        return self._readout(offset + torch.einsum("kmnc,kmch->mnh", delta, weight))
 
     def shapley(
         self,
@@ -325,17 +436,23 @@ class GroupedMLP(nn.Module):
         if active is None:
             active = delta.abs().sum(-1) != 0  # a sum of |.| is 0 iff all are; ~4x faster than ne().any()
         if not sparse:
-            return ModuleShapley(self._dense(delta, offset, active), self._empty_output(offset)[1], 0.0)
+            return ModuleShapley(self._dense(delta, offset, active), self.base(offset), 0.0)
         k, m, n, c = delta.shape
         busy = active.any(0)  # (M, N)
-        skipped = 1.0 - float(busy.float().mean())
-        n_busy = int(busy.sum(1).max()) if busy.numel() else 0
-        base = self._empty_output(offset)[1]
+        counts = busy.sum(1)  # (M,)
+        skipped = 1.0 - float(counts.sum()) / max(1, m * n)
+        n_busy = int(counts.max()) if busy.numel() else 0
+        base = self.base(offset)
         if n_busy == 0:
             return ModuleShapley(delta.new_zeros(k, m, n, self.out_channels), base, skipped)
-        # Busy rows first, per module (stable, so the order of rows is kept); then (module, row) pairs are
-        # addressed in the flattened M*N axis, where index_select / index_copy are cheap.
+        # Each module's busy rows first (stable, so the order of rows is kept). The fused ReLU path computes
+        # only those rows of each module, gathering them tile by tile; other inner functions run on a packed
+        # (M, N_busy) copy.
         rows = torch.argsort((~busy).to(torch.uint8), dim=1, stable=True)[:, :n_busy]  # (M, N_busy)
+        if self._fused:
+            if offset.shape[1] > 1 and offset.shape[0] != m:
+                offset = offset.expand(m, -1, -1)
+            return ModuleShapley(self._dense(delta, offset, active, rows, counts.tolist()), base, skipped)
         flat = (rows + torch.arange(m, device=rows.device).unsqueeze(1) * n).reshape(-1)  # (M*N_busy,)
         take = lambda t: t.reshape(t.shape[0], m * n, *t.shape[3:]).index_select(1, flat).view(  # noqa: E731
             t.shape[0], m, n_busy, *t.shape[3:]
@@ -345,20 +462,36 @@ class GroupedMLP(nn.Module):
         out = values.new_zeros(k, m * n, values.shape[-1]).index_copy(1, flat, values.reshape(k, -1, values.shape[-1]))
         return ModuleShapley(out.view(k, m, n, -1), base, skipped)
 
-    def _dense(self, delta: torch.Tensor, offset: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """All modules on all rows: ``(k, M, N, C_in) -> (k, M, N, O)``."""
+    @property
+    def _fused(self) -> bool:
+        """One hidden ReLU layer: the custom fused kernel applies."""
+        return self.activation == "relu" and len(self.hidden) == 1
+
+    def _dense(
+        self,
+        delta: torch.Tensor,
+        offset: torch.Tensor,
+        active: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        extents: list[int] | None = None,
+    ) -> torch.Tensor:
+        """All modules on all rows: ``(k, M, N, C_in) -> (k, M, N, O)``.
+
+        ``rows`` and ``extents`` (fused ReLU path only): each module's rows to compute and how many of them
+        are busy, as in :class:`_ReluModules`; the other rows are idle and get 0.
+        """
         if not self.hidden:
             # A linear module's Shapley values are its projections: phi_j = W_j (x_j - r_j).
             return torch.matmul(delta, self.first_weight).mul_(active.unsqueeze(-1))
-        if self.activation == "relu" and len(self.hidden) == 1:
+        if self._fused:
             weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
-            phi = _ReluModules.apply(delta, self.first_weight, offset, self.weights[-1], weights_t, masks_t)
-        else:
-            # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
-            # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
-            phi_hidden = self._mix_generic(torch.matmul(delta, self.first_weight), offset)
-            phi = _matmul(phi_hidden, self.weights[-1])  # (k, M, N, O)
-        return phi.mul_(active.unsqueeze(-1))
+            return _ReluModules.apply(
+                delta, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t, rows, extents
+            )
+        # The readout is linear and each player's Shapley weights sum to 0, so it applies to the
+        # k mixed rows rather than to all 2**k coalitions, and its bias drops out.
+        phi_hidden = self._mix_generic(torch.matmul(delta, self.first_weight), offset)
+        return _matmul(phi_hidden, self.weights[-1]).mul_(active.unsqueeze(-1))  # (k, M, N, O)
 
     def _mix_generic(self, proj: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """``W^T z`` over all coalitions for any activation and depth: ``(k, M, N, h0) -> (k, M, N, h)``."""

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["Pruning", "prune_features", "as_pruning"]
+__all__ = ["Pruning", "prune_features", "prune_features_and_mask", "as_pruning"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,22 @@ def prune_features(
     Returns:
         The representation with pruned features set to 0, ``(F, B, C)``.
     """
+    return prune_features_and_mask(representation, fraction, threshold, n_real=n_real, groups=groups)[0]
+
+
+def prune_features_and_mask(
+    representation: torch.Tensor,
+    fraction: float | None,
+    threshold: float | None,
+    *,
+    n_real: int | None = None,
+    groups: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`prune_features`, plus the ``(F, B)`` bool mask of the features that are still non-zero.
+
+    The next layer needs that mask (its dummy players); it falls out of the norms computed here, which
+    saves the next layer a pass over its input.
+    """
     n_features = representation.shape[0]
     n_real = n_features if n_real is None else n_real
     norms = representation.detach().abs().sum(-1)  # (F, B)
@@ -121,4 +137,4 @@ def prune_features(
         m, k = groups.shape
         expanded = keep.unsqueeze(1).expand(m, k, -1).reshape(m * k, -1)
         keep = torch.ones_like(norms, dtype=torch.bool).index_copy(0, groups.reshape(-1), expanded)
-    return representation * keep.unsqueeze(-1)
+    return representation * keep.unsqueeze(-1), keep & (norms != 0)

@@ -210,6 +210,38 @@ def test_sparse_path_equals_dense_path() -> None:
     assert (sparse.explain(x).values - dense.explain(x).values).abs().max() <= 1e-12
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DeepShapNet(8, 3, channels=5, hidden=(6,), reference=torch.randn(8)),
+        lambda: DeepShapNet(5, 4, channels=4, hidden=(6,)),  # padded; residual into the last layer (4 == 4)
+        lambda: DeepShapNet(9, 2, channels=4, group_size=3, hidden=(5, 4), activation="gelu"),
+        lambda: DeepShapNet(4, 2, depth=1, hidden=(), reference=torch.randn(4)),
+        lambda: DeepShapNet(16, 3, channels=6, hidden=(8,), prune=Pruning(fraction=0.5, granularity="group")),
+        lambda: ShallowShapNet(6, 3, groups="pairs", hidden=(5,), reference=torch.randn(6)),
+        lambda: ShallowShapNet(7, 2, groups="disjoint", group_size=3, hidden=()),
+    ],
+)
+def test_forward_by_efficiency_equals_the_explained_prediction(make: object) -> None:
+    # forward() skips the last layer's values (sum_i Phi_i = sum_m f_m(x) - f_m(r)); explain() computes
+    # them. Both must give the same logits and the same parameter gradients.
+    torch.manual_seed(0)
+    model = make().double()
+    x = torch.randn(10, model.input_shape[0], dtype=torch.float64)
+    x[:2] = model.reference  # rows at the reference: the logits are exactly the bias (or base)
+    logits = model(x)
+    explanation = model.explain(x)
+    explained = explanation.predictions
+    torch.testing.assert_close(logits, explained, atol=1e-12, rtol=1e-12)
+    assert torch.equal(logits[:2], explanation.base_values[:2])
+    params = [p for p in model.parameters() if p.requires_grad]
+    weights = torch.randn_like(logits)
+    by_forward = torch.autograd.grad((logits * weights).sum(), params, allow_unused=True)
+    by_explain = torch.autograd.grad((explained * weights).sum(), params, allow_unused=True)
+    for a, b in zip(by_forward, by_explain):
+        torch.testing.assert_close(a if a is not None else torch.zeros_like(b), b, atol=1e-10, rtol=1e-10)
+
+
 def test_deep_gradients_match_finite_differences() -> None:
     model = DeepShapNet(6, 2, channels=3, hidden=(4,)).double()
     x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
