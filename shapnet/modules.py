@@ -426,9 +426,10 @@ class GroupedMLP(nn.Module):
             delta: ``(k, M, N, C_in)``: each feature's input minus its reference.
             offset: ``(M, 1 or N, h0)`` from :meth:`offset`.
             active: ``(k, M, N)`` bool, features whose ``delta`` is non-zero; computed when None.
-            sparse: skip the (module, row) pairs whose inputs are all at the reference. Each module's
-                busy rows are packed at the front of an ``(M, N_busy)`` grid (``N_busy`` = the busiest
-                module's count) and only that grid is evaluated; idle pairs get exactly 0.
+            sparse: skip the (module, row) pairs whose inputs are all at the reference; they get exactly
+                0. The fused ReLU path computes each module's busy rows only, gathered tile by tile;
+                other inner functions run on the busy rows packed into an ``(M, N_busy)`` grid
+                (``N_busy`` = the busiest module's count).
 
         Returns:
             :class:`ModuleShapley` with ``values (k, M, N, O)``.
@@ -436,7 +437,7 @@ class GroupedMLP(nn.Module):
         if active is None:
             active = delta.abs().sum(-1) != 0  # a sum of |.| is 0 iff all are; ~4x faster than ne().any()
         if not sparse:
-            return ModuleShapley(self._dense(delta, offset, active), self.base(offset), 0.0)
+            return ModuleShapley(self._values(delta, offset, active), self.base(offset), 0.0)
         k, m, n, c = delta.shape
         busy = active.any(0)  # (M, N)
         counts = busy.sum(1)  # (M,)
@@ -452,13 +453,13 @@ class GroupedMLP(nn.Module):
         if self._fused:
             if offset.shape[1] > 1 and offset.shape[0] != m:
                 offset = offset.expand(m, -1, -1)
-            return ModuleShapley(self._dense(delta, offset, active, rows, counts.tolist()), base, skipped)
+            return ModuleShapley(self._values(delta, offset, active, rows, counts.tolist()), base, skipped)
         flat = (rows + torch.arange(m, device=rows.device).unsqueeze(1) * n).reshape(-1)  # (M*N_busy,)
         take = lambda t: t.reshape(t.shape[0], m * n, *t.shape[3:]).index_select(1, flat).view(  # noqa: E731
             t.shape[0], m, n_busy, *t.shape[3:]
         )
         packed_offset = offset if offset.shape[1] == 1 else take(offset.unsqueeze(0))[0]
-        values = self._dense(take(delta), packed_offset, take(active))
+        values = self._values(take(delta), packed_offset, take(active))
         out = values.new_zeros(k, m * n, values.shape[-1]).index_copy(1, flat, values.reshape(k, -1, values.shape[-1]))
         return ModuleShapley(out.view(k, m, n, -1), base, skipped)
 
@@ -467,7 +468,7 @@ class GroupedMLP(nn.Module):
         """One hidden ReLU layer: the custom fused kernel applies."""
         return self.activation == "relu" and len(self.hidden) == 1
 
-    def _dense(
+    def _values(
         self,
         delta: torch.Tensor,
         offset: torch.Tensor,
@@ -475,7 +476,7 @@ class GroupedMLP(nn.Module):
         rows: torch.Tensor | None = None,
         extents: list[int] | None = None,
     ) -> torch.Tensor:
-        """All modules on all rows: ``(k, M, N, C_in) -> (k, M, N, O)``.
+        """Every module's Shapley values: ``(k, M, N, C_in) -> (k, M, N, O)``, on all rows by default.
 
         ``rows`` and ``extents`` (fused ReLU path only): each module's rows to compute and how many of them
         are busy, as in :class:`_ReluModules`; the other rows are idle and get 0.
