@@ -28,7 +28,8 @@ class Pruning:
             the *next* layer (ranked by their members' mean L1 norm), so every pruned group is a module that
             the next layer skips outright: with pairwise modules, pruning 50% of features one by one leaves
             only about 25% of the next modules idle, pruning 50% of groups leaves 50% idle. Deep
-            (butterfly) ShapNets only.
+            (butterfly) ShapNets only. For speed, use ``"group"``: feature pruning leaves too few idle
+            modules to pay for the pruning itself (README, "Speed").
     """
 
     fraction: float | tuple[float | None, ...] | None = None
