@@ -1,0 +1,54 @@
+"""The speed benchmark at toy size: what it times, how it counts FLOPs, and what it writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import speed
+from shapnet import DeepShapNet, Pruning
+
+
+def test_interleaved_timings_run_every_function_in_turn() -> None:
+    calls: list[str] = []
+    fns = [lambda: calls.append("a"), lambda: calls.append("b"), lambda: calls.append("c")]
+    timings = speed._interleaved_timings(fns, repeats=4, warmup=2)
+    assert calls == ["a", "b", "c"] * 6  # round-robin, warm-up rounds included
+    assert len(timings) == 3 and all(0.0 <= best <= median for median, best in timings)
+
+
+def test_naive_coalition_flops_counts_every_module_on_every_coalition() -> None:
+    model = DeepShapNet(8, 3, channels=5, hidden=(7,))  # 3 butterfly layers of 4 pairwise modules
+    widths = [1, 5, 5, 3]
+    per_row = sum(4 * 4 * 2 * (2 * c_in * 7 + 7 * c_out) for c_in, c_out in zip(widths[:-1], widths[1:]))
+    assert speed.naive_coalition_flops(model, batch=1) == per_row
+    assert speed.naive_coalition_flops(model, batch=10) == 10 * per_row
+
+
+def test_measure_reports_each_variant_on_the_same_weights() -> None:
+    torch.set_num_threads(1)
+    build = lambda p: DeepShapNet(16, 4, channels=4, hidden=(8,), prune=p)  # noqa: E731
+    prunes = (None, Pruning(fraction=0.5, granularity="group"))
+    rows = speed.measure("tiny", build, prunes, batch=32, repeats=2, peak=1e10)
+    assert [r["prune"] for r in rows] == ["none", "0.5 group"]
+    assert rows[0]["skipped"] == 0.0 and 0.3 < rows[1]["skipped"] < 0.7
+    assert rows[0]["speedup"] == 1.0
+    for r in rows:
+        assert r["explain_ms"] > 0 and r["train_step_ms"] > 0
+        assert r["train/explain"] == pytest.approx(r["train_step_ms"] / r["explain_ms"])
+        assert r["efficiency"] == pytest.approx(r["naive_gflop"] * 1e9 / (r["explain_ms"] / 1e3 * 1e10))
+
+
+def test_cli_writes_table_csv_json_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "speed"
+    assert speed.main(["--configs", "deep d=16", "--repeats", "1", "--batch", "16", "--out", str(out)]) == 0
+    with open(out / "speed.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["prune"] for r in rows] == ["none", "0.5 feature", "0.5 group"]
+    payload = json.loads((out / "speed.json").read_text())
+    assert payload["machine"]["torch_threads"] == 1 and payload["machine"]["repeats"] == 1
+    assert (out / "speed.png").stat().st_size > 0
