@@ -201,6 +201,23 @@ def test_pruning_keeps_local_accuracy_and_skips_modules(prune: object) -> None:
         assert bool((idle.sum(0) >= groups.shape[0] // 2).all())
 
 
+@pytest.mark.parametrize("granularity", ["feature", "group"])
+def test_pruning_mask_names_exactly_the_nonzero_features(granularity: str) -> None:
+    # The next layer trusts this mask for its dummy players, so it must be exact, zero rows included.
+    from shapnet.pruning import prune_features, prune_features_and_mask
+
+    torch.manual_seed(0)
+    rep = torch.randn(8, 20, 3)
+    rep[1] = 0.0  # already zero before pruning (pruned by an earlier layer)
+    rep[5, :7] = 0.0
+    rep[7] = 0.0  # padding (n_real=7): always 0
+    groups = torch.tensor([[0, 4], [1, 5], [2, 6], [3, 7]]) if granularity == "group" else None
+    pruned, active = prune_features_and_mask(rep, 0.5, None, n_real=7, groups=groups)
+    assert torch.equal(active, pruned.abs().sum(-1) != 0)
+    assert torch.equal(pruned, prune_features(rep, 0.5, None, n_real=7, groups=groups))
+    assert bool((active.sum(0) <= 7 - 3).all())  # half of the units pruned (3 of 7 features, or 2 of 4 groups)
+
+
 def test_sparse_path_equals_dense_path() -> None:
     dense = DeepShapNet(8, 2, channels=5, hidden=(8,)).double()
     sparse = DeepShapNet(8, 2, channels=5, hidden=(8,), prune=0.0).double()

@@ -1,1 +1,0 @@
-/work/venv/bin/python -m benchmarks accuracy --datasets mnist --models gam,pairs,deep,vision,mlp,logreg,hgb --data-dir /work/shared/data --vision-checkpoint mnist=results/mnist/default_e2_t1/model.pt --out results/accuracy
