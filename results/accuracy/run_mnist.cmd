@@ -1,0 +1,1 @@
+python -m benchmarks accuracy --datasets mnist --models gam,pairs,deep,vision,mlp,logreg,hgb --data-dir ../shared/data --vision-checkpoint mnist=results/mnist/final_e2_t1/model.pt --out results/accuracy
