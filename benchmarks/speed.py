@@ -68,7 +68,7 @@ def measure(
     """Explain and training-step times of one configuration, with and without pruning, interleaved."""
     torch.manual_seed(0)
     reference = build(None).state_dict()  # the same weights with and without pruning
-    explainers, trainers, steps = [], [], []
+    explainers, trainers = [], []
     for prune in prunes:
         explainer, trainer = build(prune), build(prune)
         explainer.load_state_dict(reference)

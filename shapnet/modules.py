@@ -85,7 +85,7 @@ def _tiles(
 
     A tile is several whole modules, or a run of rows of one module, so that its columns of a ``(k, M*N*h)``
     matrix form one strided 2-D view and a per-module offset only needs broadcasting. With ``extents`` (the
-    number of leading rows of each module that need computing; pruning packs a module's busy rows first) a
+    number of leading rows of each module that need computing; pruning lists a module's busy rows first) a
     tile stops at the largest extent of its modules, and tiles with nothing to compute are left out.
     """
     per_row = max(1, rows * h * itemsize)
