@@ -1,0 +1,205 @@
+"""Compiled CPU kernels (numba) for layers of one-hidden-layer ReLU Shapley modules.
+
+The PyTorch path (``modules._ReluModules``) runs every cache tile as about ten torch calls dispatched from
+Python, and prunes by gathering each tile's busy rows. These kernels do the same maths (DESIGN §7) in one
+compiled call per layer: for every module they collect the rows with at least one active feature and run
+them in chunks that stay in cache, with the linear maps and the Shapley mix as BLAS matmuls and the
+coalitions and ReLU as compiled loops. Idle rows, whose features are all at the reference, cost a scan and
+nothing else, so the time of a pruned layer follows its busy rows (README, "Speed").
+
+Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64, with the shapes of
+:class:`~shapnet.modules._ReluModules`: ``delta (k, M, N, C)``, ``w1 (k, Mw, C, h)``, ``offset (Mo, No, h)``,
+``w_out (Mw, h, O)``, ``active (k, M, N)`` bool and ``weights_t (k, 2**k)``; ``Mw``/``Mo`` are 1 when the
+weights or the offset are shared by all modules, ``No`` is 1 when the offset is shared by all rows.
+``numba`` comes with ``shap``, a dependency of this package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["relu_modules_forward", "relu_modules_backward"]
+
+# Rows of one module processed together: the (k, rows, h) buffers stay in cache, and the matmuls are large
+# enough for BLAS to run near its peak. The backward pass keeps all 2**k coalitions of a chunk, so its chunks
+# are cut to about _CHUNK_BYTES of them.
+_CHUNK = 256
+_CHUNK_BYTES = 1 << 18
+
+
+@njit(cache=True, nogil=True)
+def _busy_rows(active, m, rows):  # pragma: no cover - compiled
+    """Write the rows of module ``m`` with an active feature into ``rows``; return how many there are."""
+    k, _, n_rows = active.shape
+    count = 0
+    for n in range(n_rows):
+        for j in range(k):
+            if active[j, m, n]:
+                rows[count] = n
+                count += 1
+                break
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _project(delta, w1, j, m, mw, rows, start, stop, d_buf, proj):  # pragma: no cover - compiled
+    """``proj[j, :stop-start] = delta[j, m, rows[start:stop]] @ w1[j, mw]``; keeps the gathered rows in ``d_buf``."""
+    width = stop - start
+    for r in range(width):
+        d_buf[j, r, :] = delta[j, m, rows[start + r], :]
+    if delta.shape[3] == 1:  # an outer product: BLAS is slower than a loop here
+        weight = w1[j, mw, 0]
+        for r in range(width):
+            v = d_buf[j, r, 0]
+            for i in range(weight.shape[0]):
+                proj[j, r, i] = v * weight[i]
+    else:
+        proj[j, :width] = np.dot(d_buf[j, :width], w1[j, mw])
+
+
+@njit(cache=True, nogil=True)
+def _coalitions(proj, offset, mo, rows, start, width, pre):  # pragma: no cover - compiled
+    """Pre-activations ``pre (2**k, width, h)`` of all coalitions: ``pre[S] = offset + sum_{j in S} proj[j]``."""
+    if offset.shape[1] == 1:
+        for r in range(width):
+            pre[0, r, :] = offset[mo, 0]
+    else:
+        for r in range(width):
+            pre[0, r, :] = offset[mo, rows[start + r]]
+    for s in range(1, pre.shape[0]):
+        low = s & -s  # S = (S without its lowest player) + that player: one addition per coalition
+        j = 0
+        while (1 << j) != low:
+            j += 1
+        prev = s ^ low
+        for r in range(width):
+            for i in range(pre.shape[2]):
+                pre[s, r, i] = pre[prev, r, i] + proj[j, r, i]
+
+
+@njit(cache=True, nogil=True)
+def relu_modules_forward(delta, w1, offset, w_out, active, weights_t, out):  # pragma: no cover - compiled
+    """Shapley values ``out (k, M, N, O)`` of every module for every row; idle rows get exactly 0."""
+    k, n_modules, n_rows, c_in = delta.shape
+    h = w1.shape[3]
+    n_coalitions = 1 << k
+    chunk = min(_CHUNK, n_rows)
+    rows = np.empty(n_rows, np.int64)
+    d_buf = np.empty((k, chunk, c_in), delta.dtype)
+    proj = np.empty((k, chunk, h), delta.dtype)
+    mixed = np.empty((k, chunk, h), delta.dtype)
+    pre = np.empty((n_coalitions, h), delta.dtype)
+    out[:] = 0.0
+    for m in range(n_modules):
+        mw = 0 if w1.shape[1] == 1 else m
+        mo = 0 if offset.shape[0] == 1 else m
+        n_busy = _busy_rows(active, m, rows)
+        for start in range(0, n_busy, chunk):
+            width = min(chunk, n_busy - start)
+            for j in range(k):
+                _project(delta, w1, j, m, mw, rows, start, start + width, d_buf, proj)
+            # Coalitions, ReLU and mix row by row: a row's (2**k, h) pre-activations stay in L1.
+            mixed[:, :width] = 0.0
+            for r in range(width):
+                pre[0, :] = offset[mo, 0 if offset.shape[1] == 1 else rows[start + r]]
+                for s in range(1, n_coalitions):
+                    low = s & -s  # S = (S without its lowest player) + that player
+                    j = 0
+                    while (1 << j) != low:
+                        j += 1
+                    prev = s ^ low
+                    for i in range(h):
+                        pre[s, i] = pre[prev, i] + proj[j, r, i]
+                for s in range(n_coalitions):
+                    for i in range(h):
+                        pre[s, i] = max(pre[s, i], 0.0)
+                    for j in range(k):
+                        weight = weights_t[j, s]
+                        for i in range(h):
+                            mixed[j, r, i] += weight * pre[s, i]
+            for j in range(k):
+                # The readout is linear, so it applies to the k mixed rows (DESIGN §7).
+                phi = np.dot(mixed[j, :width], w_out[mw])
+                for r in range(width):
+                    n = rows[start + r]
+                    if active[j, m, n]:  # a dummy player's value is exactly 0 (missingness)
+                        out[j, m, n, :] = phi[r]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def relu_modules_backward(
+    delta, w1, offset, w_out, active, weights_t, masks_and_ones, grad, grad_delta, grad_w1, grad_offset, grad_w_out
+):  # pragma: no cover - compiled
+    """Gradients of :func:`relu_modules_forward` for ``grad (k, M, N, O)``, accumulated in place.
+
+    ``masks_and_ones (k + 1, 2**k)``: the coalition masks and a row of ones (one matmul gives the projections'
+    and the offset's gradients). The gradient arrays must start at zero; one of size 0 is not computed.
+    Idle rows and inactive features contribute nothing, as in the forward pass (their values are constant 0).
+    """
+    k, n_modules, n_rows, c_in = delta.shape
+    h, n_out = w1.shape[3], w_out.shape[2]
+    n_coalitions = 1 << k
+    chunk = min(_CHUNK, n_rows, max(16, _CHUNK_BYTES // (n_coalitions * h * delta.itemsize)))
+    need_delta, need_w1 = grad_delta.size > 0, grad_w1.size > 0
+    need_offset, need_w_out = grad_offset.size > 0, grad_w_out.size > 0
+    weights = np.ascontiguousarray(weights_t.T)
+    rows = np.empty(n_rows, np.int64)
+    d_buf = np.empty((k, chunk, c_in), delta.dtype)
+    proj = np.empty((k, chunk, h), delta.dtype)
+    g = np.empty((k, chunk, n_out), delta.dtype)
+    pre_flat = np.empty(n_coalitions * chunk * h, delta.dtype)
+    grad_mixed_flat = np.empty(k * chunk * h, delta.dtype)
+    for m in range(n_modules):
+        mw = 0 if w1.shape[1] == 1 else m
+        mo = 0 if offset.shape[0] == 1 else m
+        n_busy = _busy_rows(active, m, rows)
+        w_out_t = np.ascontiguousarray(w_out[mw].T)
+        w1_t = np.ascontiguousarray(w1[:, mw].transpose(0, 2, 1))  # (k, h, C)
+        for start in range(0, n_busy, chunk):
+            width = min(chunk, n_busy - start)
+            grad_mixed = grad_mixed_flat[: k * width * h].reshape(k, width * h)
+            for j in range(k):
+                _project(delta, w1, j, m, mw, rows, start, start + width, d_buf, proj)
+                for r in range(width):
+                    n = rows[start + r]
+                    if active[j, m, n]:
+                        g[j, r, :] = grad[j, m, n, :]
+                    else:
+                        g[j, r, :] = 0.0
+                grad_mixed[j] = np.dot(g[j, :width], w_out_t).reshape(width * h)
+            pre = pre_flat[: n_coalitions * width * h].reshape(n_coalitions, width, h)
+            _coalitions(proj, offset, mo, rows, start, width, pre)
+            z = pre.reshape(n_coalitions, width * h)
+            grad_pre = np.dot(weights, grad_mixed)  # (2**k, width * h)
+            for s in range(n_coalitions):  # relu' and relu, in one pass
+                for i in range(width * h):
+                    if z[s, i] > 0.0:
+                        continue
+                    z[s, i] = 0.0
+                    grad_pre[s, i] = 0.0
+            if need_w_out:
+                mixed = np.dot(weights_t, z)  # the forward mix, recomputed
+                for j in range(k):
+                    grad_w_out[mw] += np.dot(mixed[j].reshape(width, h).T, g[j, :width])
+            both = np.dot(masks_and_ones, grad_pre)  # (k + 1, width * h)
+            if need_offset:
+                grad_off = both[k].reshape(width, h)
+                if offset.shape[1] == 1:
+                    grad_offset[mo, 0] += grad_off.sum(axis=0)
+                else:
+                    for r in range(width):
+                        grad_offset[mo, rows[start + r]] += grad_off[r]
+            for j in range(k):
+                grad_proj = both[j].reshape(width, h)
+                if need_w1:
+                    if c_in == 1:
+                        for r in range(width):
+                            grad_w1[j, mw, 0] += d_buf[j, r, 0] * grad_proj[r]
+                    else:
+                        grad_w1[j, mw] += np.dot(d_buf[j, :width].T, grad_proj)
+                if need_delta:
+                    grad_d = np.dot(grad_proj, w1_t[j])
+                    for r in range(width):
+                        grad_delta[j, m, rows[start + r], :] = grad_d[r]
