@@ -203,3 +203,55 @@ def relu_modules_backward(
                     grad_d = np.dot(grad_proj, w1_t[j])
                     for r in range(width):
                         grad_delta[j, m, rows[start + r], :] = grad_d[r]
+
+
+# Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.
+@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def prune_units(representation, units, n_prune, threshold, keep, active, out):  # pragma: no cover - compiled
+    """Zero the weakest units of every sample of a feature-major ``representation (F, B, C)``.
+
+    ``units (U, g)``: the features of each unit; a unit's strength is its members' mean L1 norm. Per sample,
+    the ``n_prune`` weakest units (ties: the lower index) and those weaker than ``threshold`` are pruned.
+    Writes ``keep (F, B)`` (features not pruned), ``active (F, B)`` (kept and non-zero) and, unless it has
+    size 0, ``out (F, B, C)``, the representation with the pruned features set to 0.
+    """
+    n_features, n_samples, channels = representation.shape
+    n_units, size = units.shape
+    norms = np.empty((n_samples, n_features), np.float64)  # sample-major: each sample's ranking reads a row
+    for f in range(n_features):
+        for b in range(n_samples):
+            total = 0.0
+            for c in range(channels):
+                total += abs(representation[f, b, c])
+            norms[b, f] = total
+    strength = np.empty(n_units, np.float64)
+    order = np.empty(n_units, np.int64)
+    keep[:] = True
+    for b in range(n_samples):
+        for u in range(n_units):
+            total = 0.0
+            for i in range(size):
+                total += norms[b, units[u, i]]
+            strength[u] = total / size
+        # Insertion sort of the units by strength (stable: ties keep the lower index first).
+        for u in range(n_units):
+            value = strength[u]
+            pos = u
+            while pos > 0 and strength[order[pos - 1]] > value:
+                order[pos] = order[pos - 1]
+                pos -= 1
+            order[pos] = u
+        for rank in range(n_units):
+            u = order[rank]
+            if rank < n_prune or strength[u] < threshold:
+                for i in range(size):
+                    keep[units[u, i], b] = False
+    for f in range(n_features):
+        for b in range(n_samples):
+            active[f, b] = keep[f, b] and norms[b, f] != 0.0
+    if out.size > 0:
+        for f in range(n_features):
+            for b in range(n_samples):
+                kept = keep[f, b]
+                for c in range(channels):
+                    out[f, b, c] = representation[f, b, c] if kept else 0.0

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .coalitions import coalition_masks, shapley_weights
 
 __all__ = ["GroupedMLP", "ModuleShapley", "ACTIVATIONS"]
@@ -275,6 +276,42 @@ class _ReluModules(torch.autograd.Function):
         return grad_delta, grad_first, grad_offset, grad_out_weight, *nones
 
 
+class _CompiledReluModules(torch.autograd.Function):
+    """:class:`_ReluModules` on CPU tensors, as one compiled call per layer (:mod:`shapnet.kernels`).
+
+    Inputs as in :class:`_ReluModules`, without ``rows`` and ``extents``: the kernel finds each module's busy
+    rows itself and skips the idle ones, whose values and gradients are exactly 0. Output ``(k, M, N, O)``.
+    """
+
+    @staticmethod
+    def forward(ctx, delta, first_weight, offset, out_weight, active, weights_t, masks_t):  # type: ignore[override]
+        delta, first_weight, offset, out_weight = (
+            t.detach().contiguous() for t in (delta, first_weight, offset, out_weight)
+        )
+        active = active.contiguous()
+        out = delta.new_empty(*delta.shape[:3], out_weight.shape[-1])
+        kernels.relu_modules_forward(
+            *(t.numpy() for t in (delta, first_weight, offset, out_weight, active, weights_t)), out.numpy()
+        )
+        ctx.save_for_backward(delta, first_weight, offset, out_weight, active, weights_t, masks_t)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        delta, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
+        grads = [  # a gradient that is not needed is passed as an empty array of the same rank
+            torch.zeros_like(t) if needed else t.new_empty((0,) * t.dim())
+            for t, needed in zip((delta, first_weight, offset, out_weight), ctx.needs_input_grad[:4])
+        ]
+        masks_and_ones = torch.cat([masks_t, masks_t.new_ones(1, masks_t.shape[1])])
+        kernels.relu_modules_backward(
+            *(t.numpy() for t in (delta, first_weight, offset, out_weight, active, weights_t, masks_and_ones)),
+            grad.contiguous().numpy(),
+            *(g.numpy() for g in grads),
+        )
+        return *(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad[:4])), None, None, None
+
+
 def _accumulate(total: torch.Tensor, dim: int, mods: slice, tile_grad: torch.Tensor) -> None:
     """Add a tile's gradient to ``total``'s module slice, or sum it over modules if ``total`` is shared."""
     if total.shape[dim] == 1 and tile_grad.shape[dim] > 1:
@@ -449,6 +486,8 @@ class GroupedMLP(nn.Module):
         # Each module's busy rows first (stable, so the order of rows is kept). The fused ReLU path computes
         # only those rows of each module, gathering them tile by tile; other inner functions run on a packed
         # (M, N_busy) copy.
+        if self._fused and delta.device.type == "cpu":  # the compiled kernel skips idle rows by itself
+            return ModuleShapley(self._values(delta, offset, active), base, skipped)
         rows = torch.argsort((~busy).to(torch.uint8), dim=1, stable=True)[:, :n_busy]  # (M, N_busy)
         if self._fused:
             if offset.shape[1] > 1 and offset.shape[0] != m:
@@ -486,6 +525,10 @@ class GroupedMLP(nn.Module):
             return torch.matmul(delta, self.first_weight).mul_(active.unsqueeze(-1))
         if self._fused:
             weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
+            if delta.device.type == "cpu":
+                return _CompiledReluModules.apply(
+                    delta, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t
+                )
             return _ReluModules.apply(
                 delta, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t, rows, extents
             )

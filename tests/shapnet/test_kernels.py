@@ -1,0 +1,92 @@
+"""The compiled CPU kernels (numba) against the PyTorch implementation they replace on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shapnet import pruning
+from shapnet.coalitions import coalition_masks, shapley_weights
+from shapnet.modules import _CompiledReluModules, _ReluModules
+
+# (k, M, N, C_in, h, O, M_w, M_offset, N_offset): per-module and shared weights, shared and per-row offsets,
+# one input channel (the first layer's outer product), k from 1 to 4, and more rows than one chunk.
+CONFIGS = [
+    (2, 5, 300, 1, 8, 3, 5, 5, 1),
+    (3, 4, 70, 5, 7, 2, 1, 1, 70),
+    (4, 1, 600, 3, 9, 4, 1, 1, 1),
+    (1, 3, 10, 2, 5, 2, 3, 3, 10),
+    (2, 6, 20, 3, 4, 5, 6, 1, 1),
+]
+
+
+def _inputs(config, dtype, idle, seed=0):
+    k, m, n, c, h, o, m_w, m_off, n_off = config
+    gen = torch.Generator().manual_seed(seed)
+    delta = torch.randn(k, m, n, c, dtype=dtype, generator=gen)
+    delta[torch.rand(k, m, n, generator=gen) < idle] = 0  # inactive features, and whole idle rows
+    delta[:, :, : n // 4] *= (torch.rand(m, n // 4, 1, generator=gen) < 0.5).to(dtype)
+    active = delta.abs().sum(-1) != 0
+    weights = [
+        torch.randn(k, m_w, c, h, dtype=dtype, generator=gen),
+        torch.randn(m_off, n_off, h, dtype=dtype, generator=gen),
+        torch.randn(m_w, h, o, dtype=dtype, generator=gen),
+    ]
+    constants = (shapley_weights(k, dtype).T.contiguous(), coalition_masks(k, dtype).T.contiguous())
+    return delta, weights, active, constants
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("idle", [0.0, 0.5])
+def test_compiled_modules_match_the_torch_tiles(config, dtype, idle) -> None:
+    delta, (w1, offset, w_out), active, constants = _inputs(config, dtype, idle)
+    leaves = [t.clone().requires_grad_() for t in (delta, w1, offset, w_out)]
+    twins = [t.clone().requires_grad_() for t in (delta, w1, offset, w_out)]
+    expected = _ReluModules.apply(leaves[0], leaves[1], leaves[2], leaves[3], active, *constants, None, None)
+    got = _CompiledReluModules.apply(twins[0], twins[1], twins[2], twins[3], active, *constants)
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    scale = expected.abs().max().item()
+    assert (got - expected).abs().max().item() <= tol * scale
+    assert (got[~active] == 0).all()  # missingness, exactly
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(expected, leaves, grad), torch.autograd.grad(got, twins, grad)):
+        assert (a - b).abs().max().item() <= tol * max(1.0, a.abs().max().item())
+
+
+def test_compiled_modules_gradcheck() -> None:
+    delta, (w1, offset, w_out), active, constants = _inputs((2, 3, 12, 2, 5, 3, 3, 3, 1), torch.float64, 0.3, seed=1)
+    inputs = [t.requires_grad_() for t in (delta, w1, offset, w_out)]
+    fn = lambda d, a, b, c: _CompiledReluModules.apply(d, a, b, c, active, *constants)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_compiled_modules_skip_only_what_is_asked() -> None:
+    """Gradients that are not needed are not returned; the others still are."""
+    delta, (w1, offset, w_out), active, constants = _inputs(CONFIGS[0], torch.float64, 0.2)
+    w1.requires_grad_()
+    out = _CompiledReluModules.apply(delta, w1, offset, w_out, active, *constants)
+    (grad_w1,) = torch.autograd.grad(out.sum(), [w1])
+    assert grad_w1.abs().sum() > 0
+
+
+@pytest.mark.parametrize("granularity", ["feature", "group"])
+@pytest.mark.parametrize("fraction, threshold", [(0.5, None), (None, 0.9), (0.25, 0.5), (0.75, None)])
+@pytest.mark.parametrize("n_real", [16, 13])
+def test_compiled_pruning_matches_torch(granularity, fraction, threshold, n_real) -> None:
+    gen = torch.Generator().manual_seed(3)
+    rep = torch.randn(16, 40, 3, generator=gen) * torch.rand(16, 40, 1, generator=gen)
+    rep[n_real:] = 0  # padding features are always 0
+    rep[2, :5] = 0  # features that are already at the reference
+    groups = torch.arange(16).view(2, 8).T.contiguous() if granularity == "group" else None
+    expected = pruning._prune_torch(rep, fraction, threshold, n_real, groups)
+    got = pruning._prune_compiled(rep, fraction, threshold, n_real, groups)
+    assert torch.equal(got[1], expected[1])
+    assert torch.equal(got[0], expected[0])
+
+
+def test_compiled_pruning_keeps_the_gradient_path() -> None:
+    rep = torch.randn(8, 6, 2, dtype=torch.float64, requires_grad=True)
+    pruned, _ = pruning._prune_compiled(rep, 0.5, None, 8, None)
+    (grad,) = torch.autograd.grad(pruned.sum(), rep)
+    assert torch.equal(grad.sum(-1) != 0, pruned.detach().abs().sum(-1) != 0)  # 1 where kept, 0 where pruned
