@@ -217,38 +217,42 @@ def prune_units(representation, units, n_prune, threshold, keep, active, out):  
     """
     n_features, n_samples, channels = representation.shape
     n_units, size = units.shape
-    norms = np.empty((n_samples, n_features), np.float64)  # sample-major: each sample's ranking reads a row
+    # Every loop runs over the samples innermost, on contiguous rows, so it vectorises.
+    norms = np.empty((n_features, n_samples), np.float64)
     for f in range(n_features):
         for b in range(n_samples):
             total = 0.0
             for c in range(channels):
                 total += abs(representation[f, b, c])
-            norms[b, f] = total
-    strength = np.empty(n_units, np.float64)
-    order = np.empty(n_units, np.int64)
+            norms[f, b] = total
+    strength = np.zeros((n_units, n_samples), np.float64)
+    for u in range(n_units):
+        for i in range(size):
+            for b in range(n_samples):
+                strength[u, b] += norms[units[u, i], b]
+    strength /= size
+    # Each unit's rank by strength within its sample (ties: the lower index first): n_units**2 comparisons
+    # per sample, but branch-free and vectorised, which beats sorting a few dozen values per sample.
+    rank = np.zeros((n_units, n_samples), np.int64)
+    if n_prune > 0:
+        for u in range(n_units):
+            for v in range(n_units):
+                if v < u:
+                    for b in range(n_samples):
+                        rank[u, b] += strength[v, b] <= strength[u, b]
+                elif v > u:
+                    for b in range(n_samples):
+                        rank[u, b] += strength[v, b] < strength[u, b]
     keep[:] = True
-    for b in range(n_samples):
-        for u in range(n_units):
-            total = 0.0
-            for i in range(size):
-                total += norms[b, units[u, i]]
-            strength[u] = total / size
-        # Insertion sort of the units by strength (stable: ties keep the lower index first).
-        for u in range(n_units):
-            value = strength[u]
-            pos = u
-            while pos > 0 and strength[order[pos - 1]] > value:
-                order[pos] = order[pos - 1]
-                pos -= 1
-            order[pos] = u
-        for rank in range(n_units):
-            u = order[rank]
-            if rank < n_prune or strength[u] < threshold:
-                for i in range(size):
-                    keep[units[u, i], b] = False
+    for u in range(n_units):
+        for i in range(size):
+            f = units[u, i]
+            for b in range(n_samples):
+                if rank[u, b] < n_prune or strength[u, b] < threshold:
+                    keep[f, b] = False
     for f in range(n_features):
         for b in range(n_samples):
-            active[f, b] = keep[f, b] and norms[b, f] != 0.0
+            active[f, b] = keep[f, b] and norms[f, b] != 0.0
     if out.size > 0:
         for f in range(n_features):
             for b in range(n_samples):
