@@ -1,25 +1,39 @@
-"""Compiled CPU kernels (numba) for layers of one-hidden-layer ReLU Shapley modules.
+"""Compiled CPU kernels (numba) for layers of one-hidden-layer ReLU Shapley modules, and for pruning.
 
 The PyTorch path (``modules._ReluModules``) runs every cache tile as about ten torch calls dispatched from
 Python, and prunes by gathering each tile's busy rows. These kernels do the same maths (DESIGN §7) in one
 compiled call per layer: for every module they collect the rows with at least one active feature and run
-them in chunks that stay in cache, with the linear maps and the Shapley mix as BLAS matmuls and the
-coalitions and ReLU as compiled loops. Idle rows, whose features are all at the reference, cost a scan and
-nothing else, so the time of a pruned layer follows its busy rows (README, "Speed").
+them in chunks that stay in cache, with the linear maps as BLAS matmuls and the coalitions, ReLU and
+Shapley mix as compiled loops. Idle rows, whose features are all at the reference, cost a scan and nothing
+else, so the time of a pruned layer follows its busy rows (README, "Speed"). The kernels read a layer's
+input and write its output *feature-major*, through each module's feature indices, so that gathering the
+groups and scattering the values back cost no copies.
 
-Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64, with the shapes of
-:class:`~shapnet.modules._ReluModules`: ``delta (k, M, N, C)``, ``w1 (k, Mw, C, h)``, ``offset (Mo, No, h)``,
-``w_out (Mw, h, O)``, ``active (k, M, N)`` bool and ``weights_t (k, 2**k)``; ``Mw``/``Mo`` are 1 when the
-weights or the offset are shared by all modules, ``No`` is 1 when the offset is shared by all rows.
+Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64:
+
+- ``delta (F, N, C)``: each feature's input minus its reference, for ``N`` rows;
+- ``slots (k, M)``: module ``m``'s ``j``-th feature; ``F`` marks a padding slot, whose input is 0;
+- ``active (F, N)`` bool: the features whose ``delta`` is non-zero; with size 0 the kernels work it out;
+- ``w1 (k, Mw, C, h)``, ``offset (Mo, No, h)``, ``w_out (Mw, h, O)``, ``weights_t (k, 2**k)``: as in
+  :class:`~shapnet.modules._ReluModules`; ``Mw``/``Mo`` are 1 when the weights or the offset are shared by
+  all modules, ``No`` is 1 when the offset is shared by all rows;
+- ``out (F, N, O)``: every feature's Shapley value summed over the modules that contain it.
+
 ``numba`` comes with ``shap``, a dependency of this package.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit
 
-__all__ = ["relu_modules_forward", "relu_modules_backward"]
+__all__ = ["applies", "relu_modules_forward", "relu_modules_backward", "prune_units"]
+
+
+def applies(tensor: torch.Tensor) -> bool:
+    """Whether the compiled kernels run on ``tensor``: they work on CPU memory (through NumPy views)."""
+    return tensor.device.type == "cpu"
 
 # Rows of one module processed together: the (k, rows, h) buffers stay in cache, and the matmuls are large
 # enough for BLAS to run near its peak. The backward pass keeps all 2**k coalitions of a chunk, so its chunks
@@ -29,13 +43,27 @@ _CHUNK_BYTES = 1 << 18
 
 
 @njit(cache=True, nogil=True)
-def _busy_rows(active, m, rows):  # pragma: no cover - compiled
-    """Write the rows of module ``m`` with an active feature into ``rows``; return how many there are."""
-    k, _, n_rows = active.shape
+def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - compiled
+    """Module ``m``'s active slots ``act (k, N)`` and busy rows (some slot active) in ``rows``; returns their count."""
+    n_features, n_rows, channels = delta.shape
+    k = slots.shape[0]
+    given = active.size > 0
+    for j in range(k):
+        f = slots[j, m]
+        for n in range(n_rows):
+            if f >= n_features:  # a padding slot: always at the reference
+                act[j, n] = False
+            elif given:
+                act[j, n] = active[f, n]
+            else:
+                nonzero = False
+                for c in range(channels):
+                    nonzero |= delta[f, n, c] != 0.0
+                act[j, n] = nonzero
     count = 0
     for n in range(n_rows):
         for j in range(k):
-            if active[j, m, n]:
+            if act[j, n]:
                 rows[count] = n
                 count += 1
                 break
@@ -43,12 +71,15 @@ def _busy_rows(active, m, rows):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _project(delta, w1, j, m, mw, rows, start, stop, d_buf, proj):  # pragma: no cover - compiled
-    """``proj[j, :stop-start] = delta[j, m, rows[start:stop]] @ w1[j, mw]``; keeps the gathered rows in ``d_buf``."""
-    width = stop - start
-    for r in range(width):
-        d_buf[j, r, :] = delta[j, m, rows[start + r], :]
-    if delta.shape[3] == 1:  # an outer product: BLAS is slower than a loop here
+def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pragma: no cover - compiled
+    """``proj[j, :width] = delta[slots[j, m], rows[start:start+width]] @ w1[j, mw]``; the rows stay in ``d_buf``."""
+    f = slots[j, m]
+    if f >= delta.shape[0]:
+        d_buf[j, :width] = 0.0
+    else:
+        for r in range(width):
+            d_buf[j, r, :] = delta[f, rows[start + r], :]
+    if delta.shape[2] == 1:  # an outer product: BLAS is slower than a loop here
         weight = w1[j, mw, 0]
         for r in range(width):
             v = d_buf[j, r, 0]
@@ -59,46 +90,33 @@ def _project(delta, w1, j, m, mw, rows, start, stop, d_buf, proj):  # pragma: no
 
 
 @njit(cache=True, nogil=True)
-def _coalitions(proj, offset, mo, rows, start, width, pre):  # pragma: no cover - compiled
-    """Pre-activations ``pre (2**k, width, h)`` of all coalitions: ``pre[S] = offset + sum_{j in S} proj[j]``."""
-    if offset.shape[1] == 1:
-        for r in range(width):
-            pre[0, r, :] = offset[mo, 0]
-    else:
-        for r in range(width):
-            pre[0, r, :] = offset[mo, rows[start + r]]
-    for s in range(1, pre.shape[0]):
-        low = s & -s  # S = (S without its lowest player) + that player: one addition per coalition
-        j = 0
-        while (1 << j) != low:
-            j += 1
-        prev = s ^ low
-        for r in range(width):
-            for i in range(pre.shape[2]):
-                pre[s, r, i] = pre[prev, r, i] + proj[j, r, i]
+def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out):  # pragma: no cover - compiled
+    """Shapley values ``out (F, N, O)`` (overwritten); returns the number of busy (module, row) pairs.
 
-
-@njit(cache=True, nogil=True)
-def relu_modules_forward(delta, w1, offset, w_out, active, weights_t, out):  # pragma: no cover - compiled
-    """Shapley values ``out (k, M, N, O)`` of every module for every row; idle rows get exactly 0."""
-    k, n_modules, n_rows, c_in = delta.shape
+    Idle rows and inactive features (dummy players) get exactly 0.
+    """
+    n_features, n_rows, c_in = delta.shape
+    k, n_modules = slots.shape
     h = w1.shape[3]
     n_coalitions = 1 << k
-    chunk = min(_CHUNK, n_rows)
+    chunk = max(1, min(_CHUNK, n_rows))
+    act = np.empty((k, n_rows), np.bool_)
     rows = np.empty(n_rows, np.int64)
     d_buf = np.empty((k, chunk, c_in), delta.dtype)
     proj = np.empty((k, chunk, h), delta.dtype)
     mixed = np.empty((k, chunk, h), delta.dtype)
     pre = np.empty((n_coalitions, h), delta.dtype)
     out[:] = 0.0
+    total_busy = 0
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
         mo = 0 if offset.shape[0] == 1 else m
-        n_busy = _busy_rows(active, m, rows)
+        n_busy = _module_rows(delta, slots, active, m, act, rows)
+        total_busy += n_busy
         for start in range(0, n_busy, chunk):
             width = min(chunk, n_busy - start)
             for j in range(k):
-                _project(delta, w1, j, m, mw, rows, start, start + width, d_buf, proj)
+                _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj)
             # Coalitions, ReLU and mix row by row: a row's (2**k, h) pre-activations stay in L1.
             mixed[:, :width] = 0.0
             for r in range(width):
@@ -121,30 +139,34 @@ def relu_modules_forward(delta, w1, offset, w_out, active, weights_t, out):  # p
             for j in range(k):
                 # The readout is linear, so it applies to the k mixed rows (DESIGN §7).
                 phi = np.dot(mixed[j, :width], w_out[mw])
+                f = slots[j, m]
                 for r in range(width):
                     n = rows[start + r]
-                    if active[j, m, n]:  # a dummy player's value is exactly 0 (missingness)
-                        out[j, m, n, :] = phi[r]
-    return out
+                    if act[j, n]:  # a dummy player's value is exactly 0 (missingness)
+                        out[f, n, :] += phi[r]
+    return total_busy
 
 
 @njit(cache=True, nogil=True)
 def relu_modules_backward(
-    delta, w1, offset, w_out, active, weights_t, masks_and_ones, grad, grad_delta, grad_w1, grad_offset, grad_w_out
+    delta, slots, w1, offset, w_out, active, weights_t, masks_and_ones, grad, grad_delta, grad_w1, grad_offset,
+    grad_w_out,
 ):  # pragma: no cover - compiled
-    """Gradients of :func:`relu_modules_forward` for ``grad (k, M, N, O)``, accumulated in place.
+    """Gradients of :func:`relu_modules_forward` for ``grad (F, N, O)``, accumulated in place.
 
     ``masks_and_ones (k + 1, 2**k)``: the coalition masks and a row of ones (one matmul gives the projections'
     and the offset's gradients). The gradient arrays must start at zero; one of size 0 is not computed.
     Idle rows and inactive features contribute nothing, as in the forward pass (their values are constant 0).
     """
-    k, n_modules, n_rows, c_in = delta.shape
+    n_features, n_rows, c_in = delta.shape
+    k, n_modules = slots.shape
     h, n_out = w1.shape[3], w_out.shape[2]
     n_coalitions = 1 << k
-    chunk = min(_CHUNK, n_rows, max(16, _CHUNK_BYTES // (n_coalitions * h * delta.itemsize)))
+    chunk = max(1, min(_CHUNK, n_rows, max(16, _CHUNK_BYTES // (n_coalitions * h * delta.itemsize))))
     need_delta, need_w1 = grad_delta.size > 0, grad_w1.size > 0
     need_offset, need_w_out = grad_offset.size > 0, grad_w_out.size > 0
     weights = np.ascontiguousarray(weights_t.T)
+    act = np.empty((k, n_rows), np.bool_)
     rows = np.empty(n_rows, np.int64)
     d_buf = np.empty((k, chunk, c_in), delta.dtype)
     proj = np.empty((k, chunk, h), delta.dtype)
@@ -154,31 +176,41 @@ def relu_modules_backward(
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
         mo = 0 if offset.shape[0] == 1 else m
-        n_busy = _busy_rows(active, m, rows)
+        n_busy = _module_rows(delta, slots, active, m, act, rows)
         w_out_t = np.ascontiguousarray(w_out[mw].T)
         w1_t = np.ascontiguousarray(w1[:, mw].transpose(0, 2, 1))  # (k, h, C)
         for start in range(0, n_busy, chunk):
             width = min(chunk, n_busy - start)
             grad_mixed = grad_mixed_flat[: k * width * h].reshape(k, width * h)
             for j in range(k):
-                _project(delta, w1, j, m, mw, rows, start, start + width, d_buf, proj)
+                _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj)
+                f = slots[j, m]
                 for r in range(width):
                     n = rows[start + r]
-                    if active[j, m, n]:
-                        g[j, r, :] = grad[j, m, n, :]
+                    if act[j, n]:
+                        g[j, r, :] = grad[f, n, :]
                     else:
                         g[j, r, :] = 0.0
                 grad_mixed[j] = np.dot(g[j, :width], w_out_t).reshape(width * h)
             pre = pre_flat[: n_coalitions * width * h].reshape(n_coalitions, width, h)
-            _coalitions(proj, offset, mo, rows, start, width, pre)
+            for r in range(width):
+                pre[0, r, :] = offset[mo, 0 if offset.shape[1] == 1 else rows[start + r]]
+            for s in range(1, n_coalitions):
+                low = s & -s
+                j = 0
+                while (1 << j) != low:
+                    j += 1
+                prev = s ^ low
+                for r in range(width):
+                    for i in range(h):
+                        pre[s, r, i] = pre[prev, r, i] + proj[j, r, i]
             z = pre.reshape(n_coalitions, width * h)
             grad_pre = np.dot(weights, grad_mixed)  # (2**k, width * h)
             for s in range(n_coalitions):  # relu' and relu, in one pass
                 for i in range(width * h):
-                    if z[s, i] > 0.0:
-                        continue
-                    z[s, i] = 0.0
-                    grad_pre[s, i] = 0.0
+                    if z[s, i] <= 0.0:
+                        z[s, i] = 0.0
+                        grad_pre[s, i] = 0.0
             if need_w_out:
                 mixed = np.dot(weights_t, z)  # the forward mix, recomputed
                 for j in range(k):
@@ -199,10 +231,11 @@ def relu_modules_backward(
                             grad_w1[j, mw, 0] += d_buf[j, r, 0] * grad_proj[r]
                     else:
                         grad_w1[j, mw] += np.dot(d_buf[j, :width].T, grad_proj)
-                if need_delta:
+                f = slots[j, m]
+                if need_delta and f < n_features:
                     grad_d = np.dot(grad_proj, w1_t[j])
                     for r in range(width):
-                        grad_delta[j, m, rows[start + r], :] = grad_d[r]
+                        grad_delta[f, rows[start + r], :] += grad_d[r]
 
 
 # Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.

@@ -122,6 +122,7 @@ class ShapleyLayer(nn.Module):
         # Short groups point their spare slots at index F: a constant "feature" whose delta is always 0.
         padded = [list(g) + [self.n_features] * (k - len(g)) for g in group_list]
         self.register_buffer("groups", torch.tensor(padded, dtype=torch.long), persistent=False)
+        self.register_buffer("slots", self.groups.T.contiguous(), persistent=False)  # (k, M)
         self.padded = any(len(g) < k for g in group_list)
         # Groups that partition the features make gather and scatter permutations; butterfly and "disjoint"
         # groups are even a transpose, (A, k, stride) -> (k, A, stride) with module m = a * stride + r.
@@ -190,6 +191,10 @@ class ShapleyLayer(nn.Module):
         n_rows = delta.shape[1]
         ref = None if reference is None else self._gather(reference)
         offset = self.mlp.offset(ref)
+        if self.mlp.compiled_for(delta):  # reads the groups and writes the values in place: no gather, no scatter
+            values, n_busy = self.mlp.feature_shapley(delta, self.slots, offset, active)
+            skipped = 1.0 - n_busy / max(1, self.n_modules * n_rows) if sparse else 0.0
+            return LayerOutput(values, self.mlp.base(offset).sum(0), skipped)
         active = None if active is None else self._gather(active)
         result = self.mlp.shapley(self._gather(delta), offset, active=active, sparse=sparse)
         k, m, _, out = result.values.shape

@@ -279,37 +279,46 @@ class _ReluModules(torch.autograd.Function):
 class _CompiledReluModules(torch.autograd.Function):
     """:class:`_ReluModules` on CPU tensors, as one compiled call per layer (:mod:`shapnet.kernels`).
 
-    Inputs as in :class:`_ReluModules`, without ``rows`` and ``extents``: the kernel finds each module's busy
-    rows itself and skips the idle ones, whose values and gradients are exactly 0. Output ``(k, M, N, O)``.
+    Feature-major: ``delta (F, N, C)``, ``slots (k, M)`` (module ``m``'s ``j``-th feature, ``F`` for a
+    padding slot), ``active (F, N)`` bool or None (the kernel tests ``delta != 0`` itself); the weights,
+    offset and Shapley constants as in :class:`_ReluModules`. The kernel finds each module's busy rows and
+    skips the idle ones, whose values and gradients are exactly 0.
+
+    Returns ``values (F, N, O)``, each feature's Shapley values summed over its modules, and the number of
+    busy (module, row) pairs (a 0-d int64 tensor).
     """
 
     @staticmethod
-    def forward(ctx, delta, first_weight, offset, out_weight, active, weights_t, masks_t):  # type: ignore[override]
+    def forward(ctx, delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t):  # type: ignore[override]
         delta, first_weight, offset, out_weight = (
             t.detach().contiguous() for t in (delta, first_weight, offset, out_weight)
         )
-        active = active.contiguous()
-        out = delta.new_empty(*delta.shape[:3], out_weight.shape[-1])
-        kernels.relu_modules_forward(
-            *(t.numpy() for t in (delta, first_weight, offset, out_weight, active, weights_t)), out.numpy()
+        active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
+        out = delta.new_empty(*delta.shape[:2], out_weight.shape[-1])
+        n_busy = kernels.relu_modules_forward(
+            *(t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t)), out.numpy()
         )
-        ctx.save_for_backward(delta, first_weight, offset, out_weight, active, weights_t, masks_t)
-        return out
+        ctx.save_for_backward(delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t)
+        busy = torch.tensor(n_busy)
+        ctx.mark_non_differentiable(busy)
+        return out, busy
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        delta, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
+    def backward(ctx, grad, _):  # type: ignore[override]
+        delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
+        needed = (ctx.needs_input_grad[0], *ctx.needs_input_grad[2:5])
         grads = [  # a gradient that is not needed is passed as an empty array of the same rank
-            torch.zeros_like(t) if needed else t.new_empty((0,) * t.dim())
-            for t, needed in zip((delta, first_weight, offset, out_weight), ctx.needs_input_grad[:4])
+            torch.zeros_like(t) if need else t.new_empty((0,) * t.dim())
+            for t, need in zip((delta, first_weight, offset, out_weight), needed)
         ]
         masks_and_ones = torch.cat([masks_t, masks_t.new_ones(1, masks_t.shape[1])])
         kernels.relu_modules_backward(
-            *(t.numpy() for t in (delta, first_weight, offset, out_weight, active, weights_t, masks_and_ones)),
+            *(t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t, masks_and_ones)),
             grad.contiguous().numpy(),
             *(g.numpy() for g in grads),
         )
-        return *(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad[:4])), None, None, None
+        grad_delta, grad_first, grad_offset, grad_out = (g if need else None for g, need in zip(grads, needed))
+        return grad_delta, None, grad_first, grad_offset, grad_out, None, None, None
 
 
 def _accumulate(total: torch.Tensor, dim: int, mods: slice, tile_grad: torch.Tensor) -> None:
@@ -486,7 +495,7 @@ class GroupedMLP(nn.Module):
         # Each module's busy rows first (stable, so the order of rows is kept). The fused ReLU path computes
         # only those rows of each module, gathering them tile by tile; other inner functions run on a packed
         # (M, N_busy) copy.
-        if self._fused and delta.device.type == "cpu":  # the compiled kernel skips idle rows by itself
+        if self._fused and kernels.applies(delta):  # the compiled kernel skips idle rows by itself
             return ModuleShapley(self._values(delta, offset, active), base, skipped)
         rows = torch.argsort((~busy).to(torch.uint8), dim=1, stable=True)[:, :n_busy]  # (M, N_busy)
         if self._fused:
@@ -501,6 +510,31 @@ class GroupedMLP(nn.Module):
         values = self._values(take(delta), packed_offset, take(active))
         out = values.new_zeros(k, m * n, values.shape[-1]).index_copy(1, flat, values.reshape(k, -1, values.shape[-1]))
         return ModuleShapley(out.view(k, m, n, -1), base, skipped)
+
+    def compiled_for(self, delta: torch.Tensor) -> bool:
+        """Whether :meth:`feature_shapley` applies: one hidden ReLU layer and CPU tensors."""
+        return self._fused and kernels.applies(delta)
+
+    def feature_shapley(
+        self, delta: torch.Tensor, slots: torch.Tensor, offset: torch.Tensor, active: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Shapley values on feature-major tensors, in one compiled call (:func:`compiled_for` must hold).
+
+        Args:
+            delta: ``(F, N, C_in)``, each feature's input minus its reference.
+            slots: ``(k, M)`` long, module ``m``'s ``j``-th feature (``F`` for a padding slot).
+            offset: ``(M or 1, 1 or N, h0)`` from :meth:`offset`.
+            active: ``(F, N)`` bool, exactly the features whose ``delta`` is non-zero, if known.
+
+        Returns:
+            ``values (F, N, O)`` (each feature's values summed over its modules) and the number of busy
+            (module, row) pairs: idle ones, whose features are all at the reference, are skipped.
+        """
+        weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
+        values, busy = _CompiledReluModules.apply(
+            delta, slots, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t
+        )
+        return values, int(busy)
 
     @property
     def _fused(self) -> bool:
@@ -525,10 +559,14 @@ class GroupedMLP(nn.Module):
             return torch.matmul(delta, self.first_weight).mul_(active.unsqueeze(-1))
         if self._fused:
             weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
-            if delta.device.type == "cpu":
-                return _CompiledReluModules.apply(
-                    delta, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t
+            if kernels.applies(delta):
+                k, m, n, c = delta.shape  # as feature-major (k*M, N, C), module m's features are j*M + m
+                slots = torch.arange(k * m).view(k, m)
+                values, _ = _CompiledReluModules.apply(
+                    delta.reshape(k * m, n, c), slots, self.first_weight, offset, self.weights[-1],
+                    active.reshape(k * m, n), weights_t, masks_t,
                 )
+                return values.view(k, m, n, -1)
             return _ReluModules.apply(
                 delta, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t, rows, extents
             )

@@ -119,7 +119,7 @@ def prune_features_and_mask(
     saves the next layer a pass over its input.
     """
     n_real = representation.shape[0] if n_real is None else n_real
-    prune = _prune_compiled if representation.device.type == "cpu" else _prune_torch
+    prune = _prune_compiled if kernels.applies(representation) else _prune_torch
     return prune(representation, fraction, threshold, n_real, groups)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shapnet import pruning
+from shapnet import DeepShapNet, Pruning, ShallowShapNet, Stage, VisionShapNet, kernels, pruning
 from shapnet.coalitions import coalition_masks, shapley_weights
 from shapnet.modules import _CompiledReluModules, _ReluModules
 
@@ -36,6 +36,16 @@ def _inputs(config, dtype, idle, seed=0):
     return delta, weights, active, constants
 
 
+def _compiled(delta, w1, offset, w_out, active, constants):
+    """The compiled kernel on the tile layout ``(k, M, N, C)``: feature-major with feature ``j*M + m``."""
+    k, m, n, c = delta.shape
+    slots = torch.arange(k * m).view(k, m)
+    values, busy = _CompiledReluModules.apply(
+        delta.reshape(k * m, n, c), slots, w1, offset, w_out, active.reshape(k * m, n), *constants
+    )
+    return values.view(k, m, n, -1), int(busy)
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("idle", [0.0, 0.5])
@@ -44,7 +54,8 @@ def test_compiled_modules_match_the_torch_tiles(config, dtype, idle) -> None:
     leaves = [t.clone().requires_grad_() for t in (delta, w1, offset, w_out)]
     twins = [t.clone().requires_grad_() for t in (delta, w1, offset, w_out)]
     expected = _ReluModules.apply(leaves[0], leaves[1], leaves[2], leaves[3], active, *constants, None, None)
-    got = _CompiledReluModules.apply(twins[0], twins[1], twins[2], twins[3], active, *constants)
+    got, busy = _compiled(*twins, active, constants)
+    assert busy == int(active.any(0).sum())  # every (module, row) with an active feature, and no other
     tol = 1e-12 if dtype == torch.float64 else 1e-4
     scale = expected.abs().max().item()
     assert (got - expected).abs().max().item() <= tol * scale
@@ -57,17 +68,59 @@ def test_compiled_modules_match_the_torch_tiles(config, dtype, idle) -> None:
 def test_compiled_modules_gradcheck() -> None:
     delta, (w1, offset, w_out), active, constants = _inputs((2, 3, 12, 2, 5, 3, 3, 3, 1), torch.float64, 0.3, seed=1)
     inputs = [t.requires_grad_() for t in (delta, w1, offset, w_out)]
-    fn = lambda d, a, b, c: _CompiledReluModules.apply(d, a, b, c, active, *constants)  # noqa: E731
+    fn = lambda d, a, b, c: _compiled(d, a, b, c, active, constants)[0]  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-def test_compiled_modules_skip_only_what_is_asked() -> None:
-    """Gradients that are not needed are not returned; the others still are."""
+def test_compiled_modules_return_only_the_gradients_asked_for() -> None:
     delta, (w1, offset, w_out), active, constants = _inputs(CONFIGS[0], torch.float64, 0.2)
     w1.requires_grad_()
-    out = _CompiledReluModules.apply(delta, w1, offset, w_out, active, *constants)
+    out, _ = _compiled(delta, w1, offset, w_out, active, constants)
     (grad_w1,) = torch.autograd.grad(out.sum(), [w1])
     assert grad_w1.abs().sum() > 0
+
+
+def _explain_and_grads(make, x, torch_path_on, monkeypatch):
+    if torch_path_on:
+        monkeypatch.setattr(kernels, "applies", lambda tensor: False)
+    torch.manual_seed(0)
+    model = make().double()
+    explanation = model.explain(x)
+    grads = torch.autograd.grad(model(x).square().sum(), list(model.parameters()), allow_unused=True)
+    monkeypatch.undo()
+    return explanation, grads
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DeepShapNet(8, 3, channels=5, hidden=(6,), reference=torch.randn(8)),
+        lambda: DeepShapNet(5, 4, channels=4, hidden=(6,)),  # padded to 8 features
+        lambda: DeepShapNet(9, 2, channels=4, group_size=3, hidden=(7,)),
+        lambda: DeepShapNet(16, 3, channels=6, hidden=(8,), prune=Pruning(fraction=0.5, granularity="group")),
+        lambda: DeepShapNet(16, 3, channels=6, hidden=(8,), prune=Pruning(fraction=0.5, threshold=0.1)),
+        lambda: ShallowShapNet(6, 3, groups="pairs", hidden=(5,), reference=torch.randn(6)),  # overlapping groups
+        lambda: ShallowShapNet(7, 2, groups=[(0, 1, 2), (3,), (4, 5), (6, 0)], hidden=(4,)),  # padding slots
+        lambda: VisionShapNet(1, 3, stages=[Stage(4, hidden=(8,)), Stage(4, dilation=2, hidden=(8,), split=2)],
+                              image_size=(6, 6), readout_hidden=(8,), prune=0.5, reference=torch.rand(1, 6, 6)),
+    ],
+)
+def test_models_agree_on_both_paths(make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole models, explanation and training gradients, compiled kernels against the PyTorch tiles."""
+    torch.manual_seed(1)
+    shape = make().input_shape
+    x = torch.randn(12, *shape, dtype=torch.float64)
+    x[:3] = 0.0  # whole rows at the (zero) input: idle modules
+    compiled, compiled_grads = _explain_and_grads(make, x, False, monkeypatch)
+    tiles, tiles_grads = _explain_and_grads(make, x, True, monkeypatch)
+    torch.testing.assert_close(compiled.values, tiles.values, atol=1e-11, rtol=1e-11)
+    torch.testing.assert_close(compiled.predictions, tiles.predictions, atol=1e-11, rtol=1e-11)
+    assert compiled.skipped == tiles.skipped
+    for a, b in zip(compiled_grads, tiles_grads):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("granularity", ["feature", "group"])
