@@ -43,6 +43,14 @@ _CHUNK_BYTES = 1 << 18
 
 
 @njit(cache=True, nogil=True)
+def _balanced(n_busy, chunk):  # pragma: no cover - compiled
+    """Rows per chunk to split ``n_busy`` rows into chunks of at most ``chunk`` and near-equal size (a short
+    remainder chunk would cost a round of small matmuls)."""
+    n_chunks = max(1, -(-n_busy // chunk))
+    return max(1, -(-n_busy // n_chunks))
+
+
+@njit(cache=True, nogil=True)
 def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - compiled
     """Module ``m``'s active slots ``act (k, N)`` and busy rows (some slot active) in ``rows``; returns their count."""
     n_features, n_rows, channels = delta.shape
@@ -113,8 +121,9 @@ def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out
         mo = 0 if offset.shape[0] == 1 else m
         n_busy = _module_rows(delta, slots, active, m, act, rows)
         total_busy += n_busy
-        for start in range(0, n_busy, chunk):
-            width = min(chunk, n_busy - start)
+        step = _balanced(n_busy, chunk)
+        for start in range(0, n_busy, step):
+            width = min(step, n_busy - start)
             for j in range(k):
                 _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj)
             # Coalitions, ReLU and mix row by row: a row's (2**k, h) pre-activations stay in L1.
@@ -179,8 +188,9 @@ def relu_modules_backward(
         n_busy = _module_rows(delta, slots, active, m, act, rows)
         w_out_t = np.ascontiguousarray(w_out[mw].T)
         w1_t = np.ascontiguousarray(w1[:, mw].transpose(0, 2, 1))  # (k, h, C)
-        for start in range(0, n_busy, chunk):
-            width = min(chunk, n_busy - start)
+        step = _balanced(n_busy, chunk)
+        for start in range(0, n_busy, step):
+            width = min(step, n_busy - start)
             grad_mixed = grad_mixed_flat[: k * width * h].reshape(k, width * h)
             for j in range(k):
                 _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj)
@@ -240,13 +250,14 @@ def relu_modules_backward(
 
 # Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.
 @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-def prune_units(representation, units, n_prune, threshold, keep, active, out):  # pragma: no cover - compiled
+def prune_units(representation, units, n_prune, threshold, keep, active, out, in_place):  # pragma: no cover - compiled
     """Zero the weakest units of every sample of a feature-major ``representation (F, B, C)``.
 
     ``units (U, g)``: the features of each unit; a unit's strength is its members' mean L1 norm. Per sample,
     the ``n_prune`` weakest units (ties: the lower index) and those weaker than ``threshold`` are pruned.
     Writes ``keep (F, B)`` (features not pruned), ``active (F, B)`` (kept and non-zero) and, unless it has
-    size 0, ``out (F, B, C)``, the representation with the pruned features set to 0.
+    size 0, ``out (F, B, C)``, the representation with the pruned features set to 0; ``in_place`` says that
+    ``out`` is ``representation``, so only the pruned features are written.
     """
     n_features, n_samples, channels = representation.shape
     n_units, size = units.shape
@@ -289,6 +300,7 @@ def prune_units(representation, units, n_prune, threshold, keep, active, out):  
     if out.size > 0:
         for f in range(n_features):
             for b in range(n_samples):
-                kept = keep[f, b]
-                for c in range(channels):
-                    out[f, b, c] = representation[f, b, c] if kept else 0.0
+                if not keep[f, b]:
+                    out[f, b, :] = 0.0
+                elif not in_place:
+                    out[f, b, :] = representation[f, b, :]

@@ -280,12 +280,15 @@ class DeepShapNet(ShapNet):
                 rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active
             )
             new = out.values
+            # Without autograd, the layer's fresh output takes the residual and the pruning in place: two
+            # fewer (F, B, C) tensors to allocate and write per layer.
+            in_place = not torch.is_grad_enabled()
             if self.residual and new.shape[-1] == rep.shape[-1]:
-                new = new + rep
+                new = new.add_(rep) if in_place else new + rep
             if sparse and index < len(self.layers) - 1:
                 groups = self.layers[index + 1].groups if self.pruning.granularity == "group" else None
                 new, active = prune_features_and_mask(
-                    new, *self.pruning.for_layer(index), n_real=n_features, groups=groups
+                    new, *self.pruning.for_layer(index), n_real=n_features, groups=groups, in_place=in_place
                 )
             skipped.append(out.skipped)
             rep = new

@@ -112,15 +112,18 @@ def prune_features_and_mask(
     *,
     n_real: int | None = None,
     groups: torch.Tensor | None = None,
+    in_place: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features`, plus the ``(F, B)`` bool mask of the features that are still non-zero.
 
     The next layer needs that mask (its dummy players); it falls out of the norms computed here, which
-    saves the next layer a pass over its input.
+    saves the next layer a pass over its input. With ``in_place``, the pruned features of ``representation``
+    itself are zeroed (unless autograd needs it unchanged), which saves allocating and writing a copy.
     """
     n_real = representation.shape[0] if n_real is None else n_real
+    in_place = in_place and not (representation.requires_grad and torch.is_grad_enabled())
     prune = _prune_compiled if kernels.applies(representation) else _prune_torch
-    return prune(representation, fraction, threshold, n_real, groups)
+    return prune(representation, fraction, threshold, n_real, groups, in_place)
 
 
 def _prune_torch(
@@ -129,6 +132,7 @@ def _prune_torch(
     threshold: float | None,
     n_real: int,
     groups: torch.Tensor | None,
+    in_place: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features_and_mask` in torch calls, for any device."""
     n_features = representation.shape[0]
@@ -153,7 +157,10 @@ def _prune_torch(
         m, k = groups.shape
         expanded = keep.unsqueeze(1).expand(m, k, -1).reshape(m * k, -1)
         keep = torch.ones_like(norms, dtype=torch.bool).index_copy(0, groups.reshape(-1), expanded)
-    return representation * keep.unsqueeze(-1), keep & (norms != 0)
+    active = keep & (norms != 0)
+    if in_place:
+        return representation.mul_(keep.unsqueeze(-1)), active
+    return representation * keep.unsqueeze(-1), active
 
 
 def _prune_compiled(
@@ -162,6 +169,7 @@ def _prune_compiled(
     threshold: float | None,
     n_real: int,
     groups: torch.Tensor | None,
+    in_place: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features_and_mask` on the CPU, as one compiled pass (:func:`shapnet.kernels.prune_units`).
 
@@ -173,13 +181,19 @@ def _prune_compiled(
     else:  # groups made only of padding are always idle: never count them as pruned
         units = groups[(groups < n_real).any(1)]
     n_prune = int(fraction * units.shape[0]) if fraction else 0
+    in_place = in_place and representation.is_contiguous()
     detached = representation.detach().contiguous()
     keep = torch.empty(representation.shape[:2], dtype=torch.bool)
     active = torch.empty_like(keep)
     differentiable = representation.requires_grad and torch.is_grad_enabled()
-    out = representation.new_empty(0, 0, 0) if differentiable else torch.empty_like(detached)
+    if differentiable:
+        out = representation.new_empty(0, 0, 0)  # the kernel only finds the mask; autograd multiplies
+    else:
+        out = detached if in_place else torch.empty_like(detached)
     kernels.prune_units(
         detached.numpy(), units.contiguous().numpy(), n_prune, -math.inf if threshold is None else float(threshold),
-        keep.numpy(), active.numpy(), out.numpy(),
+        keep.numpy(), active.numpy(), out.numpy(), in_place,
     )
-    return (representation * keep.unsqueeze(-1) if differentiable else out), active
+    if differentiable:
+        return representation * keep.unsqueeze(-1), active
+    return (representation if in_place else out), active

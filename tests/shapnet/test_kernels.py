@@ -136,6 +136,11 @@ def test_compiled_pruning_matches_torch(granularity, fraction, threshold, n_real
     got = pruning._prune_compiled(rep, fraction, threshold, n_real, groups)
     assert torch.equal(got[1], expected[1])
     assert torch.equal(got[0], expected[0])
+    for prune in (pruning._prune_torch, pruning._prune_compiled):  # in place: the same, written into the input
+        copy = rep.clone()
+        pruned, active = prune(copy, fraction, threshold, n_real, groups, True)
+        assert pruned.data_ptr() == copy.data_ptr()
+        assert torch.equal(pruned, expected[0]) and torch.equal(active, expected[1])
 
 
 def test_compiled_pruning_keeps_the_gradient_path() -> None:
