@@ -285,7 +285,7 @@ class _CompiledReluModules(torch.autograd.Function):
     skips the idle ones, whose values and gradients are exactly 0.
 
     Returns ``values (F, N, O)``, each feature's Shapley values summed over its modules, and the number of
-    busy (module, row) pairs (a 0-d int64 tensor).
+    busy (module, row) pairs (an int, which autograd passes through).
     """
 
     @staticmethod
@@ -299,9 +299,7 @@ class _CompiledReluModules(torch.autograd.Function):
             *(t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t)), out.numpy()
         )
         ctx.save_for_backward(delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t)
-        busy = torch.tensor(n_busy)
-        ctx.mark_non_differentiable(busy)
-        return out, busy
+        return out, n_busy
 
     @staticmethod
     def backward(ctx, grad, _):  # type: ignore[override]
@@ -531,10 +529,9 @@ class GroupedMLP(nn.Module):
             (module, row) pairs: idle ones, whose features are all at the reference, are skipped.
         """
         weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
-        values, busy = _CompiledReluModules.apply(
+        return _CompiledReluModules.apply(
             delta, slots, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t
         )
-        return values, int(busy)
 
     @property
     def _fused(self) -> bool:

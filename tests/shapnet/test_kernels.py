@@ -43,7 +43,7 @@ def _compiled(delta, w1, offset, w_out, active, constants):
     values, busy = _CompiledReluModules.apply(
         delta.reshape(k * m, n, c), slots, w1, offset, w_out, active.reshape(k * m, n), *constants
     )
-    return values.view(k, m, n, -1), int(busy)
+    return values.view(k, m, n, -1), busy
 
 
 @pytest.mark.parametrize("config", CONFIGS)
