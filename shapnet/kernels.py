@@ -36,10 +36,20 @@ def applies(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu"
 
 # Rows of one module processed together: the (k, rows, h) buffers stay in cache, and the matmuls are large
-# enough for BLAS to run near its peak. The backward pass keeps all 2**k coalitions of a chunk, so its chunks
-# are cut to about _CHUNK_BYTES of them.
+# enough for BLAS to run near its peak. A chunk's buffers take about _CHUNK_BYTES: the forward pass keeps
+# the projections and the mixed rows, the backward pass all 2**k coalitions. Every buffer is allocated once
+# per call and every matmul writes into one: a fresh large array per matmul would come from mmap, and its
+# page faults would cost more than the matmul.
 _CHUNK = 256
 _CHUNK_BYTES = 1 << 18
+
+
+@njit(cache=True, nogil=True)
+def _add(total, term):  # pragma: no cover - compiled
+    """``total += term`` for 2-D arrays, without the temporary that slice arithmetic allocates."""
+    for a in range(total.shape[0]):
+        for b in range(total.shape[1]):
+            total[a, b] += term[a, b]
 
 
 @njit(cache=True, nogil=True)
@@ -94,7 +104,7 @@ def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pr
             for i in range(weight.shape[0]):
                 proj[j, r, i] = v * weight[i]
     else:
-        proj[j, :width] = np.dot(d_buf[j, :width], w1[j, mw])
+        np.dot(d_buf[j, :width], w1[j, mw], proj[j, :width])
 
 
 @njit(cache=True, nogil=True)
@@ -107,13 +117,14 @@ def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out
     k, n_modules = slots.shape
     h = w1.shape[3]
     n_coalitions = 1 << k
-    chunk = max(1, min(_CHUNK, n_rows))
+    chunk = max(1, min(_CHUNK, n_rows, max(16, _CHUNK_BYTES // (2 * k * h * delta.itemsize))))
     act = np.empty((k, n_rows), np.bool_)
     rows = np.empty(n_rows, np.int64)
     d_buf = np.empty((k, chunk, c_in), delta.dtype)
     proj = np.empty((k, chunk, h), delta.dtype)
     mixed = np.empty((k, chunk, h), delta.dtype)
     pre = np.empty((n_coalitions, h), delta.dtype)
+    phi_buf = np.empty((chunk, w_out.shape[2]), delta.dtype)
     out[:] = 0.0
     total_busy = 0
     for m in range(n_modules):
@@ -147,12 +158,13 @@ def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out
                             mixed[j, r, i] += weight * pre[s, i]
             for j in range(k):
                 # The readout is linear, so it applies to the k mixed rows (DESIGN §7).
-                phi = np.dot(mixed[j, :width], w_out[mw])
+                phi = np.dot(mixed[j, :width], w_out[mw], phi_buf[:width])
                 f = slots[j, m]
                 for r in range(width):
                     n = rows[start + r]
                     if act[j, n]:  # a dummy player's value is exactly 0 (missingness)
-                        out[f, n, :] += phi[r]
+                        for o in range(phi.shape[1]):  # explicit loops: slice arithmetic would allocate
+                            out[f, n, o] += phi[r, o]
     return total_busy
 
 
@@ -182,6 +194,12 @@ def relu_modules_backward(
     g = np.empty((k, chunk, n_out), delta.dtype)
     pre_flat = np.empty(n_coalitions * chunk * h, delta.dtype)
     grad_mixed_flat = np.empty(k * chunk * h, delta.dtype)
+    grad_pre_flat = np.empty(n_coalitions * chunk * h, delta.dtype)
+    mixed_flat = np.empty(k * chunk * h, delta.dtype)
+    both_flat = np.empty((k + 1) * chunk * h, delta.dtype)
+    grad_w_out_buf = np.empty((h, n_out), delta.dtype)
+    grad_w1_buf = np.empty((c_in, h), delta.dtype)
+    grad_d_buf = np.empty((chunk, c_in), delta.dtype)
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
         mo = 0 if offset.shape[0] == 1 else m
@@ -201,7 +219,7 @@ def relu_modules_backward(
                         g[j, r, :] = grad[f, n, :]
                     else:
                         g[j, r, :] = 0.0
-                grad_mixed[j] = np.dot(g[j, :width], w_out_t).reshape(width * h)
+                np.dot(g[j, :width], w_out_t, grad_mixed[j].reshape(width, h))
             pre = pre_flat[: n_coalitions * width * h].reshape(n_coalitions, width, h)
             for r in range(width):
                 pre[0, r, :] = offset[mo, 0 if offset.shape[1] == 1 else rows[start + r]]
@@ -215,37 +233,40 @@ def relu_modules_backward(
                     for i in range(h):
                         pre[s, r, i] = pre[prev, r, i] + proj[j, r, i]
             z = pre.reshape(n_coalitions, width * h)
-            grad_pre = np.dot(weights, grad_mixed)  # (2**k, width * h)
+            grad_pre = np.dot(weights, grad_mixed, grad_pre_flat[: n_coalitions * width * h].reshape(n_coalitions, -1))
             for s in range(n_coalitions):  # relu' and relu, in one pass
                 for i in range(width * h):
                     if z[s, i] <= 0.0:
                         z[s, i] = 0.0
                         grad_pre[s, i] = 0.0
             if need_w_out:
-                mixed = np.dot(weights_t, z)  # the forward mix, recomputed
+                mixed = np.dot(weights_t, z, mixed_flat[: k * width * h].reshape(k, -1))  # the forward mix, recomputed
                 for j in range(k):
-                    grad_w_out[mw] += np.dot(mixed[j].reshape(width, h).T, g[j, :width])
-            both = np.dot(masks_and_ones, grad_pre)  # (k + 1, width * h)
+                    _add(grad_w_out[mw], np.dot(mixed[j].reshape(width, h).T, g[j, :width], grad_w_out_buf))
+            both = np.dot(masks_and_ones, grad_pre, both_flat[: (k + 1) * width * h].reshape(k + 1, -1))
             if need_offset:
                 grad_off = both[k].reshape(width, h)
-                if offset.shape[1] == 1:
-                    grad_offset[mo, 0] += grad_off.sum(axis=0)
-                else:
-                    for r in range(width):
-                        grad_offset[mo, rows[start + r]] += grad_off[r]
+                for r in range(width):
+                    row = 0 if offset.shape[1] == 1 else rows[start + r]
+                    for i in range(h):
+                        grad_offset[mo, row, i] += grad_off[r, i]
             for j in range(k):
                 grad_proj = both[j].reshape(width, h)
                 if need_w1:
                     if c_in == 1:
                         for r in range(width):
-                            grad_w1[j, mw, 0] += d_buf[j, r, 0] * grad_proj[r]
+                            v = d_buf[j, r, 0]
+                            for i in range(h):
+                                grad_w1[j, mw, 0, i] += v * grad_proj[r, i]
                     else:
-                        grad_w1[j, mw] += np.dot(d_buf[j, :width].T, grad_proj)
+                        _add(grad_w1[j, mw], np.dot(d_buf[j, :width].T, grad_proj, grad_w1_buf))
                 f = slots[j, m]
                 if need_delta and f < n_features:
-                    grad_d = np.dot(grad_proj, w1_t[j])
+                    grad_d = np.dot(grad_proj, w1_t[j], grad_d_buf[:width])
                     for r in range(width):
-                        grad_delta[f, rows[start + r], :] += grad_d[r]
+                        n = rows[start + r]
+                        for c in range(c_in):
+                            grad_delta[f, n, c] += grad_d[r, c]
 
 
 # Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.
