@@ -282,46 +282,55 @@ def prune_units(representation, units, n_prune, threshold, keep, active, out, in
     """
     n_features, n_samples, channels = representation.shape
     n_units, size = units.shape
-    # Every loop runs over the samples innermost, on contiguous rows, so it vectorises.
-    norms = np.empty((n_features, n_samples), np.float64)
-    for f in range(n_features):
-        for b in range(n_samples):
-            total = 0.0
-            for c in range(channels):
-                total += abs(representation[f, b, c])
-            norms[f, b] = total
-    strength = np.zeros((n_units, n_samples), np.float64)
-    for u in range(n_units):
-        for i in range(size):
-            for b in range(n_samples):
-                strength[u, b] += norms[units[u, i], b]
-    strength /= size
-    # Each unit's rank by strength within its sample (ties: the lower index first): n_units**2 comparisons
-    # per sample, but branch-free and vectorised, which beats sorting a few dozen values per sample.
-    rank = np.zeros((n_units, n_samples), np.int64)
-    if n_prune > 0:
-        for u in range(n_units):
-            for v in range(n_units):
-                if v < u:
-                    for b in range(n_samples):
-                        rank[u, b] += strength[v, b] <= strength[u, b]
-                elif v > u:
-                    for b in range(n_samples):
-                        rank[u, b] += strength[v, b] < strength[u, b]
+    # Samples go in blocks that keep the scratch arrays small; every loop runs over a block's samples
+    # innermost, on contiguous rows, so it vectorises.
+    block = 64
+    norms = np.empty((n_features, block), np.float64)
+    strength = np.empty((n_units, block), np.float64)
+    rank = np.empty((n_units, block), np.int64)
     keep[:] = True
-    for u in range(n_units):
-        for i in range(size):
-            f = units[u, i]
-            for b in range(n_samples):
-                if rank[u, b] < n_prune or strength[u, b] < threshold:
-                    keep[f, b] = False
-    for f in range(n_features):
-        for b in range(n_samples):
-            active[f, b] = keep[f, b] and norms[f, b] != 0.0
+    for b0 in range(0, n_samples, block):
+        width = min(block, n_samples - b0)
+        for f in range(n_features):
+            for b in range(width):
+                total = 0.0
+                for c in range(channels):
+                    total += abs(representation[f, b0 + b, c])
+                norms[f, b] = total
+        strength[:] = 0.0
+        for u in range(n_units):
+            for i in range(size):
+                for b in range(width):
+                    strength[u, b] += norms[units[u, i], b]
+            for b in range(width):
+                strength[u, b] /= size
+        # Each unit's rank by strength within its sample (ties: the lower index first): n_units**2
+        # comparisons per sample, but branch-free and vectorised, which beats sorting a few dozen values.
+        rank[:] = 0
+        if n_prune > 0:
+            for u in range(n_units):
+                for v in range(n_units):
+                    if v < u:
+                        for b in range(width):
+                            rank[u, b] += strength[v, b] <= strength[u, b]
+                    elif v > u:
+                        for b in range(width):
+                            rank[u, b] += strength[v, b] < strength[u, b]
+        for u in range(n_units):
+            for i in range(size):
+                f = units[u, i]
+                for b in range(width):
+                    if rank[u, b] < n_prune or strength[u, b] < threshold:
+                        keep[f, b0 + b] = False
+        for f in range(n_features):
+            for b in range(width):
+                active[f, b0 + b] = keep[f, b0 + b] and norms[f, b] != 0.0
     if out.size > 0:
         for f in range(n_features):
             for b in range(n_samples):
                 if not keep[f, b]:
-                    out[f, b, :] = 0.0
+                    for c in range(channels):
+                        out[f, b, c] = 0.0
                 elif not in_place:
-                    out[f, b, :] = representation[f, b, :]
+                    for c in range(channels):
+                        out[f, b, c] = representation[f, b, c]
