@@ -143,6 +143,16 @@ def test_compiled_pruning_matches_torch(granularity, fraction, threshold, n_real
         assert torch.equal(pruned, expected[0]) and torch.equal(active, expected[1])
 
 
+def test_compiled_pruning_ranks_many_units_by_sorting() -> None:
+    """More units than _RANK_BY_COMPARISON (pixels) take the sorting path: the same choice as torch's top-k."""
+    gen = torch.Generator().manual_seed(4)
+    rep = torch.randn(kernels._RANK_BY_COMPARISON + 72, 30, 2, generator=gen)
+    for fraction, threshold in [(0.5, None), (0.3, 1.0)]:
+        expected = pruning._prune_torch(rep, fraction, threshold, rep.shape[0], None)
+        got = pruning._prune_compiled(rep, fraction, threshold, rep.shape[0], None)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
 def test_compiled_pruning_keeps_the_gradient_path() -> None:
     rep = torch.randn(8, 6, 2, dtype=torch.float64, requires_grad=True)
     pruned, _ = pruning._prune_compiled(rep, 0.5, None, 8, None)
