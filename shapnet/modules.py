@@ -19,6 +19,8 @@ building all coalitions is ``k`` contiguous additions (coalition ``S + 2**j`` = 
 ``P_j``) and the coalition sums are single 2-D matmuls. For one-hidden-layer ReLU modules (the default) a
 custom autograd function runs projection, coalitions, ReLU, mix and readout tile by tile in cache, and its
 backward pass recomputes them: no ``h``-wide tensor is ever written to main memory or kept for backward.
+On CPU tensors the same function runs as compiled kernels (:mod:`shapnet.kernels`, one call per layer,
+idle rows skipped); the PyTorch tiles serve every other device.
 
 With ``sparse=True`` (dynamic pruning), a module whose inputs are all at the reference is skipped for that
 sample: its Shapley values are exactly 0. The values equal the dense ones.
@@ -471,9 +473,9 @@ class GroupedMLP(nn.Module):
             offset: ``(M, 1 or N, h0)`` from :meth:`offset`.
             active: ``(k, M, N)`` bool, features whose ``delta`` is non-zero; computed when None.
             sparse: skip the (module, row) pairs whose inputs are all at the reference; they get exactly
-                0. The fused ReLU path computes each module's busy rows only, gathered tile by tile;
-                other inner functions run on the busy rows packed into an ``(M, N_busy)`` grid
-                (``N_busy`` = the busiest module's count).
+                0. The fused ReLU path computes each module's busy rows only (on the CPU the compiled kernel
+                finds them; elsewhere the tiles gather them); other inner functions run on the busy rows
+                packed into an ``(M, N_busy)`` grid (``N_busy`` = the busiest module's count).
 
         Returns:
             :class:`ModuleShapley` with ``values (k, M, N, O)``.
@@ -490,11 +492,11 @@ class GroupedMLP(nn.Module):
         base = self.base(offset)
         if n_busy == 0:
             return ModuleShapley(delta.new_zeros(k, m, n, self.out_channels), base, skipped)
-        # Each module's busy rows first (stable, so the order of rows is kept). The fused ReLU path computes
-        # only those rows of each module, gathering them tile by tile; other inner functions run on a packed
-        # (M, N_busy) copy.
         if self._fused and kernels.applies(delta):  # the compiled kernel skips idle rows by itself
             return ModuleShapley(self._values(delta, offset, active), base, skipped)
+        # Each module's busy rows first (stable, so the order of rows is kept). The fused ReLU tiles compute
+        # only those rows of each module, gathering them tile by tile; other inner functions run on a packed
+        # (M, N_busy) copy.
         rows = torch.argsort((~busy).to(torch.uint8), dim=1, stable=True)[:, :n_busy]  # (M, N_busy)
         if self._fused:
             if offset.shape[1] > 1 and offset.shape[0] != m:
