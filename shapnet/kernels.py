@@ -32,8 +32,8 @@ __all__ = ["applies", "relu_modules_forward", "relu_modules_backward", "prune_un
 
 
 def applies(tensor: torch.Tensor) -> bool:
-    """Whether the compiled kernels run on ``tensor``: they work on CPU memory (through NumPy views)."""
-    return tensor.device.type == "cpu"
+    """Whether the compiled kernels run on ``tensor``: CPU memory (NumPy views), float32 or float64."""
+    return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
 
 # Rows of one module processed together: the (k, rows, h) buffers stay in cache, and the matmuls are large
 # enough for BLAS to run near its peak. A chunk's buffers take about _CHUNK_BYTES: the forward pass keeps

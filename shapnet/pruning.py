@@ -174,7 +174,7 @@ def _prune_compiled(
     """:func:`prune_features_and_mask` on the CPU, as one compiled pass (:func:`shapnet.kernels.prune_units`).
 
     The torch version takes about ten small calls (norms, top-k, scatter, mask), which cost as much as a
-    pruned layer saves at d = 64; here they are one pass over the representation (README, "Speed").
+    pruned layer saves at d = 64; here they are one compiled call (README, "Speed").
     """
     if groups is None:
         units = torch.arange(n_real).unsqueeze(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shapnet import DeepShapNet, Pruning, ShallowShapNet, Stage, VisionShapNet, kernels, pruning
+from shapnet import DeepShapNet, Pruning, ShallowShapNet, ShapleyLayer, Stage, VisionShapNet, kernels, pruning
 from shapnet.coalitions import coalition_masks, shapley_weights
 from shapnet.modules import _CompiledReluModules, _ReluModules
 
@@ -158,3 +158,15 @@ def test_compiled_pruning_keeps_the_gradient_path() -> None:
     pruned, _ = pruning._prune_compiled(rep, 0.5, None, 8, None)
     (grad,) = torch.autograd.grad(pruned.sum(), rep)
     assert torch.equal(grad.sum(-1) != 0, pruned.detach().abs().sum(-1) != 0)  # 1 where kept, 0 where pruned
+
+
+def test_other_dtypes_take_the_torch_path() -> None:
+    """numba has no bfloat16: such tensors run on the PyTorch tiles, close to the float32 result."""
+    assert kernels.applies(torch.zeros(1)) and kernels.applies(torch.zeros(1, dtype=torch.float64))
+    assert not kernels.applies(torch.zeros(1, dtype=torch.bfloat16))
+    layer = ShapleyLayer([(0, 1), (2, 3)], 2, 3, hidden=(4,))
+    x = torch.randn(5, 4, 2)
+    expected = layer(x).values
+    got = layer.to(torch.bfloat16)(x.to(torch.bfloat16)).values
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - expected).abs().max() <= 0.05 * expected.abs().max()
