@@ -19,7 +19,8 @@ Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64:
   all modules, ``No`` is 1 when the offset is shared by all rows;
 - ``out (F, N, O)``: every feature's Shapley value summed over the modules that contain it.
 
-``numba`` comes with ``shap``, a dependency of this package.
+``numba`` is a dependency of this package (and of ``shap``); on other devices, and for other dtypes,
+:class:`~shapnet.modules._ReluModules` runs the same maths as PyTorch ops.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = ["applies", "relu_modules_forward", "relu_modules_backward", "prune_un
 def applies(tensor: torch.Tensor) -> bool:
     """Whether the compiled kernels run on ``tensor``: CPU memory (NumPy views), float32 or float64."""
     return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+
 
 # Rows of one module processed together: the (k, rows, h) buffers stay in cache, and the matmuls are large
 # enough for BLAS to run near its peak. A chunk's buffers take about _CHUNK_BYTES: the forward pass keeps
@@ -64,7 +66,10 @@ def _balanced(n_busy, chunk):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - compiled
-    """Module ``m``'s active slots ``act (k, N)`` and busy rows (some slot active) in ``rows``; returns their count."""
+    """Module ``m``'s active slots into ``act (k, N)`` and its busy rows (some slot active) into ``rows``.
+
+    Returns the number of busy rows.
+    """
     n_features, n_rows, channels = delta.shape
     k = slots.shape[0]
     given = active.size > 0
@@ -115,7 +120,7 @@ def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out
 
     Idle rows and inactive features (dummy players) get exactly 0.
     """
-    n_features, n_rows, c_in = delta.shape
+    _, n_rows, c_in = delta.shape
     k, n_modules = slots.shape
     h = w1.shape[3]
     n_coalitions = 1 << k
