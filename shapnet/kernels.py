@@ -115,10 +115,16 @@ def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pr
 
 
 @njit(cache=True, nogil=True)
-def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out):  # pragma: no cover - compiled
-    """Shapley values ``out (F, N, O)`` (overwritten); returns the number of busy (module, row) pairs.
+def relu_modules_forward(
+    delta, slots, w1, offset, w_out, active, weights_t, out, accumulate, norms
+):  # pragma: no cover - compiled
+    """Shapley values ``out (F, N, O)``; returns the number of busy (module, row) pairs.
 
-    Idle rows and inactive features (dummy players) get exactly 0.
+    Idle rows and inactive features (dummy players) get exactly 0. With ``accumulate`` the values are added
+    to ``out`` (a residual connection) instead of overwriting it; ``out`` may then be ``delta`` itself when
+    the slots partition the features, since each module reads its rows before it writes them. Unless it has
+    size 0, ``norms (F, N)`` receives every feature's L1 norm of ``out``, computed while the module's rows
+    are in cache (partitions only: each feature must belong to exactly one module).
     """
     _, n_rows, c_in = delta.shape
     k, n_modules = slots.shape
@@ -132,7 +138,8 @@ def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out
     mixed = np.empty((k, chunk, h), delta.dtype)
     pre = np.empty((n_coalitions, h), delta.dtype)
     phi_buf = np.empty((chunk, w_out.shape[2]), delta.dtype)
-    out[:] = 0.0
+    if not accumulate:
+        out[:] = 0.0
     total_busy = 0
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
@@ -172,6 +179,15 @@ def relu_modules_forward(delta, slots, w1, offset, w_out, active, weights_t, out
                     if act[j, n]:  # a dummy player's value is exactly 0 (missingness)
                         for o in range(phi.shape[1]):  # explicit loops: slice arithmetic would allocate
                             out[f, n, o] += phi[r, o]
+        if norms.size > 0:
+            for j in range(k):
+                f = slots[j, m]
+                if f < out.shape[0]:
+                    for n in range(n_rows):
+                        total = 0.0
+                        for o in range(out.shape[2]):
+                            total += abs(out[f, n, o])
+                        norms[f, n] = total
     return total_busy
 
 
@@ -278,14 +294,17 @@ def relu_modules_backward(
 
 # Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.
 @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-def prune_units(representation, units, n_prune, threshold, keep, active, out, in_place):  # pragma: no cover - compiled
+def prune_units(
+    representation, units, n_prune, threshold, keep, active, out, in_place, given_norms
+):  # pragma: no cover - compiled
     """Zero the weakest units of every sample of a feature-major ``representation (F, B, C)``.
 
     ``units (U, g)``: the features of each unit; a unit's strength is its members' mean L1 norm. Per sample,
     the ``n_prune`` weakest units (ties: the lower index) and those weaker than ``threshold`` are pruned.
     Writes ``keep (F, B)`` (features not pruned), ``active (F, B)`` (kept and non-zero) and, unless it has
     size 0, ``out (F, B, C)``, the representation with the pruned features set to 0; ``in_place`` says that
-    ``out`` is ``representation``, so only the pruned features are written.
+    ``out`` is ``representation``, so only the pruned features are written. ``given_norms (F, B)``, unless it
+    has size 0, holds the features' L1 norms already (the layer kernel computes them while they are in cache).
     """
     n_features, n_samples, channels = representation.shape
     n_units, size = units.shape
@@ -300,6 +319,9 @@ def prune_units(representation, units, n_prune, threshold, keep, active, out, in
         width = min(block, n_samples - b0)
         for f in range(n_features):
             for b in range(width):
+                if given_norms.size > 0:
+                    norms[f, b] = given_norms[f, b0 + b]
+                    continue
                 total = 0.0
                 for c in range(channels):
                     total += abs(representation[f, b0 + b, c])

@@ -35,11 +35,13 @@ class LayerOutput(NamedTuple):
             :class:`ShapleyConv2d`.
         base: ``(B, O)``: the sum of the modules' outputs at the reference.
         skipped: fraction of module evaluations skipped (pruned inputs).
+        norms: ``(F, B)`` float64, each feature's L1 norm, when the layer computed it (in-place residual).
     """
 
     values: torch.Tensor
     base: torch.Tensor
     skipped: float
+    norms: torch.Tensor | None = None
 
 
 class _Permute(torch.autograd.Function):
@@ -176,6 +178,7 @@ class ShapleyLayer(nn.Module):
         *,
         sparse: bool = False,
         active: torch.Tensor | None = None,
+        residual_in_place: bool = False,
     ) -> LayerOutput:
         """The layer on a feature-major input.
 
@@ -184,6 +187,9 @@ class ShapleyLayer(nn.Module):
             reference: ``(F, C_in)`` or per-row ``(F, B, C_in)``; None means zero.
             sparse: skip coalitions of inputs at the reference (dynamic pruning).
             active: ``(F, B)`` bool, exactly the features whose ``delta`` is non-zero, if already known.
+            residual_in_place: add the values to ``delta`` itself and return it as ``values`` (a residual
+                connection for inference); ``norms`` then holds the features' L1 norms after the addition.
+                Only where :meth:`can_add_in_place` says so.
 
         Returns:
             ``values (F, B, O)`` (feature-major) and ``base (B or 1, O)``.
@@ -191,6 +197,12 @@ class ShapleyLayer(nn.Module):
         n_rows = delta.shape[1]
         ref = None if reference is None else self._gather(reference)
         offset = self.mlp.offset(ref)
+        if residual_in_place:
+            if not self.can_add_in_place(delta):
+                raise ValueError("residual_in_place needs can_add_in_place(delta): see its docstring.")
+            n_busy, norms = self.mlp.feature_shapley_into(delta, self.slots, offset, active, norms=True)
+            skipped = 1.0 - n_busy / max(1, self.n_modules * n_rows) if sparse else 0.0
+            return LayerOutput(delta, self.mlp.base(offset).sum(0), skipped, norms)
         if self.mlp.compiled_for(delta):  # reads the groups and writes the values in place: no gather, no scatter
             values, n_busy = self.mlp.feature_shapley(delta, self.slots, offset, active)
             skipped = 1.0 - n_busy / max(1, self.n_modules * n_rows) if sparse else 0.0
@@ -211,6 +223,15 @@ class ShapleyLayer(nn.Module):
             # Drop the padding slot; an unconditional slice would cost a zero fill and a copy in backward.
             values = values[: self.n_features]
         return LayerOutput(values, base, result.skipped)
+
+    def can_add_in_place(self, delta: torch.Tensor) -> bool:
+        """Whether ``forward_features(delta, residual_in_place=True)`` applies: inference (autograd off) on the
+        compiled CPU path, groups that partition the features (each is written by one module, after it is
+        read), a contiguous input, and as many output channels as input channels."""
+        return (
+            not torch.is_grad_enabled() and self.partition and self.mlp.compiled_for(delta) and delta.is_contiguous()
+            and self.in_channels == self.out_channels == delta.shape[-1]
+        )
 
     def forward_sum(
         self, delta: torch.Tensor, reference: torch.Tensor | None = None

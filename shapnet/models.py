@@ -276,19 +276,24 @@ class DeepShapNet(ShapNet):
         sparse = self.pruning is not None
         active = None  # (F_pad, B): which features are non-zero, when pruning has already worked it out
         for index, layer in enumerate(self.layers[:n_layers]):
+            # For inference the residual goes in place: the layer adds its values to its own input (the previous
+            # layer's output, which nobody else holds unless `collect`) and measures the norms pruning needs.
+            add_in_place = self.residual and index > 0 and not collect and layer.can_add_in_place(rep)
             out = layer.forward_features(
-                rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active
+                rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active,
+                residual_in_place=add_in_place,
             )
             new = out.values
-            # Without autograd, the layer's fresh output takes the residual and the pruning in place: two
-            # fewer (F, B, C) tensors to allocate and write per layer.
+            # Without autograd, the layer's fresh output takes the residual and the pruning in place: fewer
+            # (F, B, C) tensors to allocate and write per layer.
             in_place = not torch.is_grad_enabled()
-            if self.residual and new.shape[-1] == rep.shape[-1]:
+            if self.residual and new.shape[-1] == rep.shape[-1] and not add_in_place:
                 new = new.add_(rep) if in_place else new + rep
             if sparse and index < len(self.layers) - 1:
                 groups = self.layers[index + 1].groups if self.pruning.granularity == "group" else None
                 new, active = prune_features_and_mask(
-                    new, *self.pruning.for_layer(index), n_real=n_features, groups=groups, in_place=in_place
+                    new, *self.pruning.for_layer(index), n_real=n_features, groups=groups, in_place=in_place,
+                    norms=out.norms,
                 )
             skipped.append(out.skipped)
             rep = new

@@ -32,6 +32,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -278,6 +279,9 @@ class _ReluModules(torch.autograd.Function):
         return grad_delta, grad_first, grad_offset, grad_out_weight, *nones
 
 
+_NO_NORMS = np.empty((0, 0))  # the kernels' "not asked for": an empty array of the right rank
+
+
 class _CompiledReluModules(torch.autograd.Function):
     """:class:`_ReluModules` on CPU tensors, as one compiled call per layer (:mod:`shapnet.kernels`).
 
@@ -298,7 +302,8 @@ class _CompiledReluModules(torch.autograd.Function):
         active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
         out = delta.new_empty(*delta.shape[:2], out_weight.shape[-1])
         n_busy = kernels.relu_modules_forward(
-            *(t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t)), out.numpy()
+            *(t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t)), out.numpy(),
+            False, _NO_NORMS,
         )
         ctx.save_for_backward(delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t)
         return out, n_busy
@@ -534,6 +539,41 @@ class GroupedMLP(nn.Module):
         return _CompiledReluModules.apply(
             delta, slots, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t
         )
+
+    def feature_shapley_into(
+        self,
+        delta: torch.Tensor,
+        slots: torch.Tensor,
+        offset: torch.Tensor,
+        active: torch.Tensor | None = None,
+        *,
+        norms: bool = False,
+    ) -> tuple[int, torch.Tensor | None]:
+        """:meth:`feature_shapley` added to ``delta`` in place (a residual connection), without autograd.
+
+        For inference: no ``(F, N, O)`` tensor is allocated, zero-filled or added. Needs :func:`compiled_for`,
+        autograd off, ``C_in == O``, a contiguous ``delta`` and ``slots`` that partition the features.
+
+        Returns:
+            the number of busy (module, row) pairs and, if asked for, the features' L1 norms ``(F, N)`` after
+            the addition (float64), which pruning needs next.
+        """
+        if torch.is_grad_enabled() and (delta.requires_grad or any(p.requires_grad for p in self.parameters())):
+            raise RuntimeError("feature_shapley_into works in place: call it under torch.no_grad().")
+        if not delta.is_contiguous() or delta.shape[-1] != self.out_channels:
+            raise ValueError(
+                f"feature_shapley_into needs a contiguous delta with {self.out_channels} channels, got shape "
+                f"{tuple(delta.shape)} (contiguous: {delta.is_contiguous()})."
+            )
+        weights_t = self.weights_t.to(delta.dtype)
+        active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
+        out_norms = torch.empty(delta.shape[:2], dtype=torch.float64) if norms else None
+        array = delta.numpy()
+        n_busy = kernels.relu_modules_forward(
+            array, slots.numpy(), *(t.detach().contiguous().numpy() for t in (self.first_weight, offset, self.weights[-1])),
+            active.numpy(), weights_t.numpy(), array, True, _NO_NORMS if out_norms is None else out_norms.numpy(),
+        )
+        return n_busy, out_norms
 
     @property
     def _fused(self) -> bool:

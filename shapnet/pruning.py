@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from . import kernels
@@ -113,17 +114,20 @@ def prune_features_and_mask(
     n_real: int | None = None,
     groups: torch.Tensor | None = None,
     in_place: bool = False,
+    norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features`, plus the ``(F, B)`` bool mask of the features that are still non-zero.
 
     The next layer needs that mask (its dummy players); it falls out of the norms computed here, which
     saves the next layer a pass over its input. With ``in_place``, the pruned features of ``representation``
     itself are zeroed (unless autograd needs it unchanged), which saves allocating and writing a copy.
+    ``norms`` ``(F, B)``: the features' L1 norms, if already known (the compiled path then skips its pass).
     """
     n_real = representation.shape[0] if n_real is None else n_real
     in_place = in_place and not (representation.requires_grad and torch.is_grad_enabled())
-    prune = _prune_compiled if kernels.applies(representation) else _prune_torch
-    return prune(representation, fraction, threshold, n_real, groups, in_place)
+    if kernels.applies(representation):
+        return _prune_compiled(representation, fraction, threshold, n_real, groups, in_place, norms)
+    return _prune_torch(representation, fraction, threshold, n_real, groups, in_place)
 
 
 def _prune_torch(
@@ -170,6 +174,7 @@ def _prune_compiled(
     n_real: int,
     groups: torch.Tensor | None,
     in_place: bool = False,
+    norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features_and_mask` on the CPU, as one compiled pass (:func:`shapnet.kernels.prune_units`).
 
@@ -193,6 +198,7 @@ def _prune_compiled(
     kernels.prune_units(
         detached.numpy(), units.contiguous().numpy(), n_prune, -math.inf if threshold is None else float(threshold),
         keep.numpy(), active.numpy(), out.numpy(), in_place,
+        np.empty((0, 0)) if norms is None else norms.to(torch.float64).contiguous().numpy(),
     )
     if differentiable:
         return representation * keep.unsqueeze(-1), active

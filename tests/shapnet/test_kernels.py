@@ -170,3 +170,25 @@ def test_other_dtypes_take_the_torch_path() -> None:
     got = layer.to(torch.bfloat16)(x.to(torch.bfloat16)).values
     assert got.dtype == torch.bfloat16
     assert (got.float() - expected).abs().max() <= 0.05 * expected.abs().max()
+
+
+@pytest.mark.parametrize("prune", [None, Pruning(fraction=0.5, granularity="group"), Pruning(fraction=0.5)])
+def test_residual_in_place_equals_the_copying_path(prune) -> None:
+    """Inference adds each layer's values to its input in place (and hands pruning its norms); collecting the
+    layers turns that off. Both must give the same explanation, and the user's input must stay untouched."""
+    torch.manual_seed(2)
+    model = DeepShapNet(16, 3, channels=6, hidden=(8,), prune=prune).double()
+    x = torch.randn(20, 16, dtype=torch.float64)
+    x_before = x.clone()
+    layer = model.layers[1]
+    with torch.no_grad():
+        assert layer.can_add_in_place(torch.zeros(16, 20, 6, dtype=torch.float64))
+        in_place = model.explain(x)
+        copying = model.explain(x, layers=True)
+    assert torch.equal(x, x_before)
+    torch.testing.assert_close(in_place.values, copying.values, atol=1e-12, rtol=1e-12)
+    assert in_place.skipped == copying.skipped
+    assert not layer.can_add_in_place(torch.zeros(16, 20, 6, dtype=torch.float64, requires_grad=True))
+    with pytest.raises(ValueError, match="residual_in_place"):
+        with torch.no_grad():
+            model.layers[0].forward_features(torch.zeros(16, 20, 1, dtype=torch.float64), residual_in_place=True)
