@@ -309,35 +309,36 @@ def prune_units(
     n_features, n_samples, channels = representation.shape
     n_units, size = units.shape
     # Samples go in blocks that keep the scratch arrays small; every loop runs over a block's samples
-    # innermost, on contiguous rows, so it vectorises.
+    # innermost, on contiguous rows, so it vectorises. Strengths are ranked in float32, as torch's top-k does.
     block = 64
     norms = np.empty((n_features, block), np.float64)
-    strength = np.empty((n_units, block), np.float64)
-    rank = np.empty((n_units, block), np.int64)
-    keep[:] = True
+    strength = np.empty((n_units, block), np.float32)
+    rank = np.empty((n_units, block), np.int32)
     for b0 in range(0, n_samples, block):
         width = min(block, n_samples - b0)
-        for f in range(n_features):
-            for b in range(width):
-                if given_norms.size > 0:
-                    norms[f, b] = given_norms[f, b0 + b]
-                    continue
-                total = 0.0
-                for c in range(channels):
-                    total += abs(representation[f, b0 + b, c])
-                norms[f, b] = total
-        strength[:] = 0.0
-        for u in range(n_units):
-            for i in range(size):
+        if given_norms.size > 0:
+            norms[:, :width] = given_norms[:, b0 : b0 + width]
+        else:
+            for f in range(n_features):
                 for b in range(width):
-                    strength[u, b] += norms[units[u, i], b]
+                    total = 0.0
+                    for c in range(channels):
+                        total += abs(representation[f, b0 + b, c])
+                    norms[f, b] = total
+        for u in range(n_units):
+            for b in range(width):
+                strength[u, b] = 0.0
+            for i in range(size):
+                f = units[u, i]
+                for b in range(width):
+                    strength[u, b] += norms[f, b]
             for b in range(width):
                 strength[u, b] /= size
         # Each unit's rank by strength within its sample (ties: the lower index first). For a few dozen units,
         # n_units**2 branch-free, vectorised comparisons beat sorting; for many (pixels), a stable sort wins.
         rank[:] = 0
         if n_prune > 0 and n_units > _RANK_BY_COMPARISON:
-            column = np.empty(n_units, np.float64)
+            column = np.empty(n_units, np.float32)
             for b in range(width):
                 column[:] = strength[:, b]
                 order = np.argsort(column, kind="mergesort")
@@ -352,21 +353,23 @@ def prune_units(
                     elif v > u:
                         for b in range(width):
                             rank[u, b] += strength[v, b] < strength[u, b]
+        keep[:, b0 : b0 + width] = True
         for u in range(n_units):
             for i in range(size):
                 f = units[u, i]
                 for b in range(width):
                     if rank[u, b] < n_prune or strength[u, b] < threshold:
                         keep[f, b0 + b] = False
+        # The block's samples are decided: write the mask and the output while their rows are in cache.
         for f in range(n_features):
             for b in range(width):
-                active[f, b0 + b] = keep[f, b0 + b] and norms[f, b] != 0.0
-    if out.size > 0:
-        for f in range(n_features):
-            for b in range(n_samples):
-                if not keep[f, b]:
+                kept = keep[f, b0 + b]
+                active[f, b0 + b] = kept and norms[f, b] != 0.0
+                if out.size == 0:
+                    continue
+                if not kept:
                     for c in range(channels):
-                        out[f, b, c] = 0.0
+                        out[f, b0 + b, c] = 0.0
                 elif not in_place:
                     for c in range(channels):
-                        out[f, b, c] = representation[f, b, c]
+                        out[f, b0 + b, c] = representation[f, b0 + b, c]
