@@ -438,7 +438,9 @@ class GroupedMLP(nn.Module):
     def _hidden_tail(self, a: torch.Tensor) -> torch.Tensor:
         """Activations ``(M, X, h0)`` through the hidden layers after the first: ``(M, X, h_last)``."""
         act = ACTIVATIONS[self.activation]
-        for w, b in zip(self.weights[:-1], self.biases):
+        # There is one bias fewer than weights, so zip stops before the readout. (Slicing the ParameterList
+        # instead would build a new Module on every call.)
+        for w, b in zip(self.weights, self.biases):
             a = act(_matmul(a, w) + b.unsqueeze(1))
         return a
 

@@ -183,8 +183,10 @@ def _prune_compiled(
     """
     if groups is None:
         units = torch.arange(n_real).unsqueeze(1)
-    else:  # groups made only of padding are always idle: never count them as pruned
+    elif n_real < representation.shape[0]:  # groups made only of padding are always idle: never prune them
         units = groups[(groups < n_real).any(1)]
+    else:
+        units = groups
     n_prune = int(fraction * units.shape[0]) if fraction else 0
     in_place = in_place and representation.is_contiguous()
     detached = representation.detach().contiguous()
