@@ -197,16 +197,17 @@ class ShapleyLayer(nn.Module):
         n_rows = delta.shape[1]
         ref = None if reference is None else self._gather(reference)
         offset = self.mlp.offset(ref)
-        if residual_in_place:
-            if not self.can_add_in_place(delta):
-                raise ValueError("residual_in_place needs can_add_in_place(delta): see its docstring.")
-            n_busy, norms = self.mlp.feature_shapley_into(delta, self.slots, offset, active, norms=True)
-            skipped = 1.0 - n_busy / max(1, self.n_modules * n_rows) if sparse else 0.0
-            return LayerOutput(delta, self.mlp.base(offset).sum(0), skipped, norms)
+        if residual_in_place and not self.can_add_in_place(delta):
+            raise ValueError("residual_in_place needs can_add_in_place(delta): see its docstring.")
         if self.mlp.compiled_for(delta):  # reads the groups and writes the values in place: no gather, no scatter
-            values, n_busy = self.mlp.feature_shapley(delta, self.slots, offset, active)
+            norms = None
+            if residual_in_place:
+                n_busy, norms = self.mlp.feature_shapley_into(delta, self.slots, offset, active, norms=True)
+                values = delta
+            else:
+                values, n_busy = self.mlp.feature_shapley(delta, self.slots, offset, active)
             skipped = 1.0 - n_busy / max(1, self.n_modules * n_rows) if sparse else 0.0
-            return LayerOutput(values, self.mlp.base(offset).sum(0), skipped)
+            return LayerOutput(values, self.mlp.base(offset).sum(0), skipped, norms)
         active = None if active is None else self._gather(active)
         result = self.mlp.shapley(self._gather(delta), offset, active=active, sparse=sparse)
         k, m, _, out = result.values.shape

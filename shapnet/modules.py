@@ -571,9 +571,10 @@ class GroupedMLP(nn.Module):
         active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
         out_norms = torch.empty(delta.shape[:2], dtype=torch.float64) if norms else None
         array = delta.numpy()
+        weights = (t.detach().contiguous().numpy() for t in (self.first_weight, offset, self.weights[-1]))
         n_busy = kernels.relu_modules_forward(
-            array, slots.numpy(), *(t.detach().contiguous().numpy() for t in (self.first_weight, offset, self.weights[-1])),
-            active.numpy(), weights_t.numpy(), array, True, _NO_NORMS if out_norms is None else out_norms.numpy(),
+            array, slots.numpy(), *weights, active.numpy(), weights_t.numpy(), array, True,
+            _NO_NORMS if out_norms is None else out_norms.numpy(),
         )
         return n_busy, out_norms
 
