@@ -487,11 +487,20 @@ class GroupedMLP(nn.Module):
         Returns:
             :class:`ModuleShapley` with ``values (k, M, N, O)``.
         """
+        k, m, n, c = delta.shape
+        if self.compiled_for(delta):
+            # As feature-major (k*M, N, C), module m's features are j*M + m. The kernel finds the busy rows
+            # (and, without `active`, the active features) itself, in the pass it makes anyway.
+            values, n_busy = self.feature_shapley(
+                delta.reshape(k * m, n, c), torch.arange(k * m).view(k, m), offset,
+                None if active is None else active.reshape(k * m, n),
+            )
+            skipped = 1.0 - n_busy / max(1, m * n) if sparse else 0.0
+            return ModuleShapley(values.view(k, m, n, -1), self.base(offset), skipped)
         if active is None:
             active = delta.abs().sum(-1) != 0  # a sum of |.| is 0 iff all are; ~4x faster than ne().any()
         if not sparse:
             return ModuleShapley(self._values(delta, offset, active), self.base(offset), 0.0)
-        k, m, n, c = delta.shape
         busy = active.any(0)  # (M, N)
         counts = busy.sum(1)  # (M,)
         skipped = 1.0 - float(counts.sum()) / max(1, m * n)
@@ -499,8 +508,6 @@ class GroupedMLP(nn.Module):
         base = self.base(offset)
         if n_busy == 0:
             return ModuleShapley(delta.new_zeros(k, m, n, self.out_channels), base, skipped)
-        if self._fused and kernels.applies(delta):  # the compiled kernel skips idle rows by itself
-            return ModuleShapley(self._values(delta, offset, active), base, skipped)
         # Each module's busy rows first (stable, so the order of rows is kept). The fused ReLU tiles compute
         # only those rows of each module, gathering them tile by tile; other inner functions run on a packed
         # (M, N_busy) copy.
@@ -594,21 +601,14 @@ class GroupedMLP(nn.Module):
         """Every module's Shapley values: ``(k, M, N, C_in) -> (k, M, N, O)``, on all rows by default.
 
         ``rows`` and ``extents`` (fused ReLU path only): each module's rows to compute and how many of them
-        are busy, as in :class:`_ReluModules`; the other rows are idle and get 0.
+        are busy, as in :class:`_ReluModules`; the other rows are idle and get 0. (On the compiled path
+        :meth:`shapley` calls the kernel itself.)
         """
         if not self.hidden:
             # A linear module's Shapley values are its projections: phi_j = W_j (x_j - r_j).
             return torch.matmul(delta, self.first_weight).mul_(active.unsqueeze(-1))
         if self._fused:
             weights_t, masks_t = self.weights_t.to(delta.dtype), self.masks_t.to(delta.dtype)
-            if kernels.applies(delta):
-                k, m, n, c = delta.shape  # as feature-major (k*M, N, C), module m's features are j*M + m
-                slots = torch.arange(k * m).view(k, m)
-                values, _ = _CompiledReluModules.apply(
-                    delta.reshape(k * m, n, c), slots, self.first_weight, offset, self.weights[-1],
-                    active.reshape(k * m, n), weights_t, masks_t,
-                )
-                return values.view(k, m, n, -1)
             return _ReluModules.apply(
                 delta, self.first_weight, offset, self.weights[-1], active, weights_t, masks_t, rows, extents
             )
