@@ -5,8 +5,9 @@
         [--seeds 0,1,2] [--single-seed adult,mnist] [--vision-checkpoint mnist=results/mnist/run/model.pt]
 
 Every (dataset, model, seed) cell is trained on the dataset's standardised training split and scored on its
-test split; the table shows the mean over seeds (± the standard deviation when there are several). Cells are
-appended to ``cells.jsonl`` as they finish, so a killed run resumes where it stopped.
+test split; the table shows the mean over seeds (± the sample standard deviation when there are several).
+Cells are appended to ``cells.csv`` (:class:`benchmarks._common.ResultFile`) as they finish, so a killed run
+resumes where it stopped.
 
 Models (all seeded; tabular models see image sets as flattened pixels):
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .report import format_table, machine_info, prepare_out, write_json
+from ._common import ResultFile, better, figure, format_mean_std, format_table, machine_info, mean_std, prepare_out, write_json
 
 DATASETS = ("yeast", "breast_cancer", "wine", "adult", "digits", "diabetes", "mnist")
 MODELS = ("gam", "pairs", "deep", "vision", "mlp", "logreg", "hgb")
@@ -193,21 +193,14 @@ def _vision(ds: Any, seed: int, checkpoint: str | None) -> tuple[np.ndarray, int
     return logits.argmax(1).numpy(), _n_params(model), epochs, seconds
 
 
-def read_cells(path: Path) -> list[dict[str, Any]]:
-    """The finished cells of ``cells.jsonl`` (a torn last line from a kill is ignored)."""
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if number == len(path.read_text().splitlines()):
-                break  # the run was killed while writing this line
-            raise ValueError(f"{path}:{number} is not a JSON result row: {err}") from err
-    return rows
+#: One line per (dataset, model, seed) cell: scored (``score``...) or not run (``skipped``: the reason).
+CELL_COLUMNS = {"dataset": str, "model": str, "seed": int, "metric": str, "score": float, "params": int,
+                "epochs": int, "seconds": float, "width": int, "skipped": str}
+
+
+def cell_file(path: str | Path) -> ResultFile:
+    """The resumable file of finished cells (``cells.csv``)."""
+    return ResultFile(path, CELL_COLUMNS, key=("dataset", "model", "seed"), what="accuracy cells")
 
 
 def mean_scores(rows: list[dict[str, Any]], dataset: str, model: str) -> list[float]:
@@ -224,10 +217,8 @@ def pivot(rows: list[dict[str, Any]], datasets: list[str], models: list[str]) ->
             skipped = any(r.get("skipped") for r in rows if r["dataset"] == name and r["model"] == model)
             if not scores:
                 line[LABELS[model]] = "n/a" if skipped else ""
-            elif len(scores) == 1:
-                line[LABELS[model]] = f"{scores[0]:.4f}"
             else:
-                line[LABELS[model]] = f"{np.mean(scores):.4f} ± {np.std(scores, ddof=1):.4f}"
+                line[LABELS[model]] = format_mean_std(scores, 4)
         deep, mlp = mean_scores(rows, name, "deep"), mean_scores(rows, name, "mlp")
         line["deep - mlp (pts)"] = f"{100 * (np.mean(deep) - np.mean(mlp)):+.2f}" if deep and mlp else ""
         table.append(line)
@@ -235,30 +226,24 @@ def pivot(rows: list[dict[str, Any]], datasets: list[str], models: list[str]) ->
 
 
 def plot(rows: list[dict[str, Any]], datasets: list[str], models: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(11, 4))
-    width = 0.8 / len(models)
-    for i, model in enumerate(models):
-        xs, ys, errs = [], [], []
-        for j, name in enumerate(datasets):
-            scores = mean_scores(rows, name, model)
-            if scores:
-                xs.append(j + (i - (len(models) - 1) / 2) * width)
-                ys.append(float(np.mean(scores)))
-                errs.append(float(np.std(scores)))
-        ax.bar(xs, ys, width, yerr=errs, label=LABELS[model])
-    ax.set_xticks(range(len(datasets)), datasets)
-    ax.set_ylabel("test accuracy (R² for diabetes)")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=4, loc="lower center")
-    ax.set_title("Test scores: ShapNets against an MLP and scikit-learn baselines")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """Bars of the mean test score per dataset and model, with the sample std over seeds as error bars."""
+    with figure(path, figsize=(11, 4)) as (fig, ax):
+        width = 0.8 / len(models)
+        for i, model in enumerate(models):
+            xs, ys, errs = [], [], []
+            for j, name in enumerate(datasets):
+                scores = mean_scores(rows, name, model)
+                if scores:
+                    mean, std = mean_std(scores)
+                    xs.append(j + (i - (len(models) - 1) / 2) * width)
+                    ys.append(mean)
+                    errs.append(0.0 if math.isnan(std) else std)
+            ax.bar(xs, ys, width, yerr=errs, label=LABELS[model])
+        ax.set_xticks(range(len(datasets)), datasets)
+        ax.set_ylabel(better("test accuracy (R² for regression)", "higher"))
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7, ncol=4, loc="lower center")
+        ax.set_title("Test scores: ShapNets against an MLP and scikit-learn baselines")
 
 
 def _checkpoints(text: str | None) -> dict[str, str]:
@@ -293,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = _checkpoints(args.vision_checkpoint)
     torch.set_num_threads(args.threads)
     out = prepare_out(args.out)
-    cells_path = out / "cells.jsonl"
-    rows = read_cells(cells_path)
+    cells = cell_file(out / "cells.csv")
+    rows = cells.read()
     done = {(r["dataset"], r["model"], r["seed"]) for r in rows}
     seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
 
@@ -306,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     single = {d.strip() for d in args.single_seed.split(",") if d.strip()}
     seeds_of = {d: seeds[:1] if d in single else seeds for d in datasets}
     todo = [(d, m, s) for d in datasets for m in models for s in seeds_of[d] if (d, m, s) not in done]
-    with open(cells_path, "a") as fh, tqdm(total=len(todo), desc="accuracy", unit="cell") as bar:
+    with tqdm(total=len(todo), desc="accuracy", unit="cell") as bar:
         loaded: dict[str, Any] = {}
         for name, model, seed in todo:
             bar.set_postfix_str(f"{name} {model} seed {seed}")
@@ -319,10 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"dataset": name, "model": model, "seed": seed, "skipped": reason}
             else:
                 row = run_cell(ds, model, seed, checkpoints.get(name))
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-            rows.append(row)
+            rows.append(cells.append(row))
             bar.update(1)
     rows = [r for r in rows if r["dataset"] in datasets and r["model"] in models and r["seed"] in seeds_of[r["dataset"]]]
     table = pivot(rows, datasets, models)

@@ -29,7 +29,7 @@ from shapnet.datasets import load_dataset
 from shapnet.groups import padded_size
 from shapnet.training import evaluate, fit
 
-from .report import format_table, machine_info, prepare_out, write_json
+from ._common import format_table, machine_info, prepare_out, write_json
 
 COLUMNS = ["dataset", "model", "lambda", "seed", "score", "metric", "relative_l2", "spearman", "train_seconds",
            "time_ratio", "score_delta"]

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .report import format_table, machine_info, prepare_out, write_json
+from ._common import format_table, machine_info, prepare_out, write_json
 
 __all__ = ["FAITHFULNESS_DATASETS", "METRICS", "RowAsImage", "reference_replacement", "subset_removal", "main"]
 

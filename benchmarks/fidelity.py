@@ -54,7 +54,9 @@ from torch import nn
 from shapnet import DeepShapNet, ShallowShapNet, ShapNet, exact_shapley
 from shapnet.groups import padded_size
 
-from .report import format_table, machine_info, prepare_out, write_json
+from ._common import (
+    CountingModel, attribution_metrics, format_table, limit_blas_threads, machine_info, prepare_out, write_json,
+)
 
 __all__ = [
     "FIDELITY_DATASETS",
@@ -82,26 +84,6 @@ DEFAULT_KERNEL_BUDGETS = (64, 256, 1024)  # plus 2**F, added at run time
 DEFAULT_PERMUTATION_BUDGETS = (256, 1024)
 DEFAULT_CAPTUM_BUDGETS = (64, 256, 1024)
 FAST_SECONDS, FAST_REPEATS = 0.5, 5  # calls faster than this are timed this many times (median)
-
-
-# --------------------------------------------------------------------------- #
-# Model evaluations are counted by wrapping the model
-# --------------------------------------------------------------------------- #
-class CountingModel(nn.Module):
-    """``model`` with a counter of the rows it is evaluated on (forward passes, not backward).
-
-    Shape:
-        ``x``: ``(N, *input_shape)``; output: ``(N, K)``.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += int(x.shape[0])
-        return self.model(x)
 
 
 # --------------------------------------------------------------------------- #
@@ -291,38 +273,6 @@ def true_values(model: ShapNet, x: torch.Tensor) -> torch.Tensor:
     return exact_shapley(exact_model, x.double(), exact_model.reference)
 
 
-def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each row pair of ``(B, F)`` arrays (average ranks); NaN for constant rows."""
-    from scipy.stats import rankdata
-
-    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
-    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
-    denom = np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (ra * rb).sum(1) / denom, np.nan)
-
-
-def attribution_metrics(attributions: np.ndarray, truth: np.ndarray, top: int = 3) -> dict[str, float]:
-    """Error of ``(B, F)`` attributions against ``(B, F)`` exact values.
-
-    Returns:
-        ``rel_l2`` (Frobenius over the batch), ``spearman`` (mean over samples, constant rows left out;
-        NaN if none is left) and ``top3`` (mean fraction of the ``top`` largest ``|truth|`` features
-        found among the ``top`` largest ``|attributions|``).
-    """
-    a, t = np.asarray(attributions, np.float64), np.asarray(truth, np.float64)
-    if a.shape != t.shape or a.ndim != 2:
-        raise ValueError(f"attributions and truth must both have shape (B, F), got {a.shape} and {t.shape}.")
-    rel = float(np.linalg.norm(a - t) / np.linalg.norm(t))
-    rho = _spearman_rows(a, t)
-    spearman = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
-    k = min(top, a.shape[1])
-    top_a = np.argsort(-np.abs(a), axis=1)[:, :k]
-    top_t = np.argsort(-np.abs(t), axis=1)[:, :k]
-    overlap = [len(set(p) & set(q)) / k for p, q in zip(top_a.tolist(), top_t.tolist())]
-    return {"rel_l2": rel, "spearman": spearman, "top3": float(np.mean(overlap))}
-
-
 def time_to_reach(points: Sequence[tuple[float, float]], target_error: float) -> dict[str, Any]:
     """When an estimator's error first falls to ``target_error``, from its ``(seconds, error)`` points.
 
@@ -398,17 +348,6 @@ def run_method(
             times.append(time.perf_counter() - start)
     attributions = np.asarray(attributions, dtype=np.float64).reshape(len(x), -1)
     return attributions, statistics.median(times) / len(x), evals
-
-
-def limit_blas_threads() -> Any:
-    """A context manager limiting numpy's BLAS to one thread (torch is set to one thread separately)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
 
 
 def _bracket(

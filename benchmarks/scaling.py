@@ -41,8 +41,10 @@ import torch
 
 from shapnet import DeepShapNet, exact_shapley
 
-from .fidelity import CountingModel, attribution_metrics, limit_blas_threads, numpy_model
-from .report import format_table, machine_info, prepare_out, write_json
+from ._common import (
+    CountingModel, attribution_metrics, format_table, limit_blas_threads, machine_info, prepare_out, write_json,
+)
+from .fidelity import numpy_model
 
 __all__ = ["synthetic_task", "build_model", "kernel_shap", "shapley_sampling", "calibrate", "main"]
 
