@@ -15,7 +15,7 @@ from torch import nn
 
 from .modules import GroupedMLP
 
-__all__ = ["ShapleyLayer", "ShapleyConv2d", "LayerOutput", "normalize_groups"]
+__all__ = ["ShapleyLayer", "ShapleyConv2d", "LayerOutput", "normalize_groups", "watched"]
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -255,8 +255,8 @@ class ShapleyLayer(nn.Module):
         base = self.mlp.base(offset)  # (M, 1 or B, O)
         return (outputs - base).sum(0), base.sum(0)
 
-    def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> LayerOutput:
-        """Shapley representation of ``x``.
+    def shapley(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> LayerOutput:
+        """Shapley representation of ``x`` and the base.
 
         Args:
             x: ``(B, F, C_in)``.
@@ -277,6 +277,16 @@ class ShapleyLayer(nn.Module):
             delta = x_fm - (ref if ref.dim() == 3 else ref.unsqueeze(1))
         out = self.forward_features(delta, ref)
         return LayerOutput(out.values.transpose(0, 1), out.base.expand(x.shape[0], -1), out.skipped)
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The representation ``Phi`` of ``x``, ``(B, F, O)``: a plain tensor, so forward hooks (Captum's
+        layer methods, Quantus' representation metrics) see it. :meth:`shapley` also returns the base.
+
+        Args:
+            x: ``(B, F, C_in)``.
+            reference: ``(F, C_in)`` or ``(B, F, C_in)``; None means zero.
+        """
+        return self.shapley(x, reference).values
 
 
 class ShapleyConv2d(nn.Module):
@@ -324,8 +334,12 @@ class ShapleyConv2d(nn.Module):
         k = self.mlp.group_size
         return cols.view(b, c, k, -1).permute(2, 0, 3, 1).reshape(k, 1, -1, c)
 
-    def forward(self, delta: torch.Tensor, reference: torch.Tensor | None = None, *, sparse: bool = False) -> LayerOutput:
-        """Args:
+    def shapley(
+        self, delta: torch.Tensor, reference: torch.Tensor | None = None, *, sparse: bool = False
+    ) -> LayerOutput:
+        """The Shapley representation and the base.
+
+        Args:
             delta: ``(B, C_in, H, W)``: input minus reference.
             reference: ``(C_in, H, W)`` or None (zero).
             sparse: skip coalitions of pixels at the reference.
@@ -348,3 +362,22 @@ class ShapleyConv2d(nn.Module):
         base = result.base.view(-1, out)
         base = base.expand(b * n_windows, out) if base.shape[0] == 1 else base
         return LayerOutput(values, base.view(b, n_windows, out).sum(1), result.skipped)
+
+    def forward(
+        self, delta: torch.Tensor, reference: torch.Tensor | None = None, *, sparse: bool = False
+    ) -> torch.Tensor:
+        """The representation ``Phi``, ``(B, O, H, W)``: a plain tensor, so forward hooks (Captum's layer
+        methods, Quantus' representation metrics) see it. :meth:`shapley` also returns the base.
+
+        Args: as in :meth:`shapley`.
+        """
+        return self.shapley(delta, reference, sparse=sparse).values
+
+
+def watched(module: nn.Module) -> bool:
+    """Whether forward hooks or pre-hooks are registered on ``module`` (e.g. by Captum's layer methods).
+
+    The models run their layers through internal fast paths (feature-major, no ``__call__``); for a watched
+    layer they call the module itself, batch-first, so its hooks see its output and may replace it.
+    """
+    return bool(module._forward_hooks or module._forward_pre_hooks)

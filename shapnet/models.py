@@ -16,7 +16,7 @@ from torch import nn
 from ._validation import check_input, check_positive_int, check_reference
 from .explanation import ShapleyExplanation
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups, padded_size
-from .layers import ShapleyConv2d, ShapleyLayer, normalize_groups
+from .layers import LayerOutput, ShapleyConv2d, ShapleyLayer, normalize_groups, watched
 from .pruning import Pruning, as_pruning, prune_features, prune_features_and_mask
 
 __all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
@@ -43,6 +43,30 @@ class ShapNet(nn.Module, ABC):
     @property
     def n_outputs(self) -> int:
         return int(self._config.get("n_outputs", self._config.get("n_classes")))  # type: ignore[arg-type]
+
+    @property
+    def prune(self) -> Pruning | None:
+        """Dynamic pruning between layers (DESIGN §6), None when off.
+
+        Assign a fraction, a dict of :class:`~shapnet.pruning.Pruning` fields, a ``Pruning`` or None to
+        change it on a built model (``model.prune = 0.5``); the change shows in ``repr`` and ``config``.
+        """
+        return getattr(self, "pruning", None)
+
+    @prune.setter
+    def prune(self, value: float | dict | Pruning | None) -> None:
+        pruning = as_pruning(value)
+        self._check_pruning(pruning)
+        self.pruning = pruning
+        self._config["prune"] = None if pruning is None else pruning.to_dict()
+
+    def _check_pruning(self, pruning: Pruning | None) -> None:
+        """Raise if this model cannot apply ``pruning``."""
+        if pruning is not None:
+            raise ValueError(
+                f"{type(self).__name__} has a single Shapley layer, so there is nothing to prune between "
+                "layers; pruning works on DeepShapNet and VisionShapNet."
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)`` for ``x`` of shape ``(B, *input_shape)``."""
@@ -72,7 +96,9 @@ class ShapNet(nn.Module, ABC):
         base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
         ref = self.reference.to(x)
         try:
-            same = bool((torch.broadcast_to(base, x.shape) == ref).all())
+            # A tolerance, not ==: a reference recomputed elsewhere (a training mean in float32) differs in
+            # its last bits; the values are then computed against the model's own reference.
+            same = torch.allclose(torch.broadcast_to(base, x.shape), ref.expand_as(x), rtol=1e-5, atol=1e-6)
         except RuntimeError as err:
             raise ValueError(
                 f"baseline must broadcast to the input's shape {tuple(x.shape)}, got {tuple(base.shape)}."
@@ -82,7 +108,8 @@ class ShapNet(nn.Module, ABC):
         raise ValueError(
             f"{type(self).__name__} cannot explain against a baseline other than its own reference: in a "
             "deep ShapNet the reference is part of the model (every layer after the first treats 0 as "
-            "'absent'), so values against another baseline are not defined. Pass baseline=None, or "
+            "'absent'), so values against another baseline are not defined (the baseline must equal the "
+            "reference up to rtol=1e-5, atol=1e-6). Pass baseline=None, or "
             "model.reference, or train the model with the reference you need (or use a ShallowShapNet, "
             "which is exact for any baseline)."
         )
@@ -155,15 +182,21 @@ class ShallowShapNet(ShapNet):
         ref = self.reference.to(x) if baseline is None else baseline
         ref_fm = ref.T.unsqueeze(-1) if ref.dim() == 2 else ref.unsqueeze(-1)  # (F, B, 1) or (F, 1)
         delta = (x.T - (ref.T if ref.dim() == 2 else ref.unsqueeze(1))).unsqueeze(-1)  # (F, B, 1)
-        out = self.layer.forward_features(delta, ref_fm)
-        values = out.values.transpose(0, 1)  # (B, F, K)
-        base = out.base.expand(x.shape[0], -1)
+        if watched(self.layer):  # through __call__, so that forward hooks see (and may replace) the values
+            values = self.layer(x.unsqueeze(-1), ref.unsqueeze(-1))  # (B, F, K)
+            base = self.layer.forward_sum(delta, ref_fm)[1]  # (B or 1, K): the modules at the reference
+        else:
+            out = self.layer.forward_features(delta, ref_fm)
+            values, base = out.values.transpose(0, 1), out.base  # (B, F, K), (B or 1, K)
+        base = base.expand(x.shape[0], -1)
         predictions = base + values.sum(1)
         return ShapleyExplanation(
             values, base, predictions, self.input_shape, [values] if layers else None, None
         )
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        if watched(self.layer):
+            return self._explain(x, None, False).predictions
         ref = self.reference.to(x)
         total, base = self.layer.forward_sum((x - ref).T.unsqueeze(-1), ref.unsqueeze(-1))
         return base + total
@@ -257,6 +290,9 @@ class DeepShapNet(ShapNet):
             f"residual={self.residual}, prune={self.pruning}"
         )
 
+    def _check_pruning(self, pruning: Pruning | None) -> None:
+        pass  # every Pruning applies to a butterfly
+
     def _hidden(
         self, x: torch.Tensor, n_layers: int, collect: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor], list[float]]:
@@ -279,10 +315,15 @@ class DeepShapNet(ShapNet):
             # For inference the residual goes in place: the layer adds its values to its own input (the previous
             # layer's output, which nobody else holds unless `collect`) and measures the norms pruning needs.
             add_in_place = self.residual and index > 0 and not collect and layer.can_add_in_place(rep)
-            out = layer.forward_features(
-                rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active,
-                residual_in_place=add_in_place,
-            )
+            if watched(layer):  # through __call__, batch-first, so that forward hooks see (and may replace) it
+                inputs = rep.transpose(0, 1) if index > 0 else rep.transpose(0, 1) + ref_fm  # (B, F_pad, C)
+                values = layer(inputs, ref_fm if index == 0 else None)  # (B, F_pad, C)
+                out, add_in_place = LayerOutput(values.transpose(0, 1).contiguous(), values.new_zeros(()), 0.0), False
+            else:
+                out = layer.forward_features(
+                    rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active,
+                    residual_in_place=add_in_place,
+                )
             new = out.values
             # Without autograd, the layer's fresh output takes the residual and the pruning in place: fewer
             # (F, B, C) tensors to allocate and write per layer.
@@ -302,6 +343,8 @@ class DeepShapNet(ShapNet):
         return rep, ref_fm if n_layers == 0 else None, collected, skipped
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        if watched(self.layers[-1]):
+            return self._explain(x, None, False).predictions
         # The last layer only has to deliver sum_i Phi_i, which efficiency gives without its values.
         rep, ref_fm, _, _ = self._hidden(x, len(self.layers) - 1, False)
         total, _ = self.layers[-1].forward_sum(rep, ref_fm)
@@ -396,16 +439,13 @@ class VisionShapNet(ShapNet):
             image_size=list(size), readout_hidden=list(readout_hidden), activation=activation,
             residual=residual, prune=None if pruning is None else pruning.to_dict(),
         )
-        if pruning is not None and pruning.granularity != "feature":
-            raise ValueError(
-                "VisionShapNet prunes single pixels (granularity='feature'); overlapping windows have no "
-                f"group partition to prune, got granularity={pruning.granularity!r}."
-            )
+        self._check_pruning(pruning)
         self.input_shape = (in_channels, *size)
         self.residual, self.pruning = residual, pruning
         self.register_buffer("reference", check_reference(reference, self.input_shape))
         convs, splits, channels = [], [], in_channels
-        for stage in stage_list:
+        for number, stage in enumerate(stage_list):
+            _check_stage_fits(stage, number, size, stages is DEFAULT_STAGES)
             split = channels if stage.split is None else stage.split
             if not 0 < split <= channels:
                 raise ValueError(f"stage split must be in [1, {channels}] (the channels so far), got {split}.")
@@ -426,6 +466,13 @@ class VisionShapNet(ShapNet):
     def extra_repr(self) -> str:
         return f"input_shape={self.input_shape}, n_classes={self.n_outputs}, splits={self.splits}, prune={self.pruning}"
 
+    def _check_pruning(self, pruning: Pruning | None) -> None:
+        if pruning is not None and pruning.granularity != "feature":
+            raise ValueError(
+                "VisionShapNet prunes single pixels (granularity='feature'); overlapping windows have no "
+                f"group partition to prune, got granularity={pruning.granularity!r}."
+            )
+
     def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
         ref = self.reference.to(x)
         rep = x - ref
@@ -434,7 +481,10 @@ class VisionShapNet(ShapNet):
         n_pixels = x.shape[2] * x.shape[3]
         for index, (conv, split) in enumerate(zip(self.stages, self.splits)):
             first_ref = ref[:split] if index == 0 else None
-            out = conv(rep[:, :split], first_ref, sparse=sparse and index > 0)
+            if watched(conv):  # through __call__, so that forward hooks see (and may replace) its output
+                out = LayerOutput(conv(rep[:, :split], first_ref), rep.new_zeros(()), 0.0)
+            else:
+                out = conv.shapley(rep[:, :split], first_ref, sparse=sparse and index > 0)
             new = out.values
             if self.residual and new.shape[1] == split:
                 new = new + rep[:, :split]
@@ -456,3 +506,23 @@ class VisionShapNet(ShapNet):
             values, base, predictions, self.input_shape, collected if layers else None,
             sum(skipped[1:]) / max(1, len(skipped) - 1) if sparse else None,
         )
+
+
+def _check_stage_fits(stage: Stage, number: int, size: tuple[int, int], default: bool) -> None:
+    """Raise if a stage's dilated window does not fit the (padded) image, which unfold would reject."""
+    def pair(value: int | Sequence[int]) -> tuple[int, int]:
+        return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+    spans = [d * (k - 1) + 1 for k, d in zip(pair(stage.kernel_size), pair(stage.dilation))]
+    if all(span <= side + 2 * pad for span, side, pad in zip(spans, size, pair(stage.padding))):
+        return
+    span = "x".join(map(str, spans))
+    hint = (
+        "The default stages (dilations 1, 2, 4, 8) need images of at least 9x9; pass "
+        "stages=[Stage(16), Stage(32, dilation=2)] (or fewer, smaller dilations) for small images."
+        if default else "Use a smaller kernel_size or dilation, or more padding."
+    )
+    raise ValueError(
+        f"stage {number} (kernel_size={stage.kernel_size}, dilation={stage.dilation}, padding={stage.padding}) "
+        f"spans {span} pixels, which does not fit image_size {size[0]}x{size[1]}. {hint}"
+    )

@@ -90,11 +90,11 @@ def test_shallow_reference_is_used() -> None:
 def test_shared_shapley_layer_is_exact_for_its_sum() -> None:
     layer = ShapleyLayer([(0, 1), (1, 2), (2, 3)], 2, 3, hidden=(5,), shared=True).double()
     x = torch.randn(4, 4, 2, dtype=torch.float64)
-    out = layer(x)
+    out = layer.shapley(x)
     assert out.values.shape == (4, 4, 3) and out.base.shape == (4, 3)
 
     def g(z: torch.Tensor) -> torch.Tensor:
-        o = layer(z.view(-1, 4, 2))
+        o = layer.shapley(z.view(-1, 4, 2))
         return o.base + o.values.sum(1)
 
     # Players are features (both channels together): play the game on a 0/1 mask over the 4 features.
@@ -108,11 +108,11 @@ def test_shared_shapley_layer_is_exact_for_its_sum() -> None:
 def test_shapley_conv_is_exact_for_its_sum() -> None:
     conv = ShapleyConv2d(1, 2, 2, stride=1, padding=1, dilation=1, hidden=(4,)).double()
     x = torch.randn(2, 1, 3, 3, dtype=torch.float64)
-    out = conv(x)
+    out = conv.shapley(x)
     assert out.values.shape == (2, 2, 3, 3)
 
     def g(z: torch.Tensor) -> torch.Tensor:
-        o = conv(z.view(-1, 1, 3, 3))
+        o = conv.shapley(z.view(-1, 1, 3, 3))
         return o.base + o.values.sum((2, 3))
 
     truth = exact_shapley(g, x, 0.0)  # (B, 9, 2)
