@@ -7,6 +7,7 @@ from . import datasets, regularizers
 from .consistency import explanation_error, sample_kernel_coalitions, shapley_consistency
 from .exact import exact_shapley
 from .explanation import ShapleyExplanation
+from .harsanyi import HarsanyiNet, VisionHarsanyiNet
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups
 from .io import load, save
 from .layers import ShapleyConv2d, ShapleyLayer
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DeepShapNet",
     "GroupedMLP",
+    "HarsanyiNet",
     "Pruning",
     "ShallowShapNet",
     "ShapNet",
@@ -26,6 +28,7 @@ __all__ = [
     "ShapleyExplanation",
     "ShapleyLayer",
     "Stage",
+    "VisionHarsanyiNet",
     "VisionShapNet",
     "butterfly_groups",
     "datasets",

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .harsanyi import HarsanyiNet, VisionHarsanyiNet
 from .models import DeepShapNet, ShallowShapNet, ShapNet, VisionShapNet
 
 __all__ = ["save", "load", "MODEL_CLASSES"]
@@ -14,7 +15,8 @@ __all__ = ["save", "load", "MODEL_CLASSES"]
 FORMAT = "shapnet-checkpoint"
 VERSION = 1
 MODEL_CLASSES: dict[str, type[ShapNet]] = {
-    cls.__name__: cls for cls in (ShallowShapNet, DeepShapNet, VisionShapNet)
+    cls.__name__: cls
+    for cls in (ShallowShapNet, DeepShapNet, VisionShapNet, HarsanyiNet, VisionHarsanyiNet)
 }
 
 
