@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 from shapnet.datasets import (
     DATASETS,
     ENV_VAR,
+    MAX_AUTO_CLASSES,
     Dataset,
+    from_arrays,
+    from_frame,
     list_datasets,
     load_dataset,
     read_idx,
@@ -139,7 +142,7 @@ def assert_common(ds: Dataset) -> None:
     if ds.image_shape is None:
         assert ds.X_train.ndim == 2 and ds.mean.shape == (ds.n_features,)
     else:
-        assert ds.X_train.shape[1:] == ds.image_shape and ds.mean.shape == (1,)
+        assert ds.X_train.shape[1:] == ds.image_shape and ds.mean.shape == (ds.image_shape[0],)
 
 
 def assert_standardised(X: np.ndarray, atol: float = 1e-4) -> None:
@@ -585,3 +588,376 @@ def test_real_adult() -> None:
     assert np.bincount(ds.y_test).tolist() == [11360, 3700]
     assert "workclass=Private" in ds.feature_names
     assert_standardised(ds.X_train[:, :6])
+
+
+# --------------------------------------------------------------------------- #
+# Your own data: from_arrays, from_frame, and paths (.csv, .parquet, .npz, IDX folder)
+# --------------------------------------------------------------------------- #
+def people_frame(n: int = 80, seed: int = 0):
+    """Numeric + categorical columns (with a missing cell) and a string target."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "age": rng.integers(18, 80, n).astype(float),
+        "city": rng.choice(["Paris", "Oslo", "Lima"], n),
+        "income": rng.normal(50.0, 10.0, n),
+        "smoker": rng.choice(["yes", "no"], n),
+        "outcome": rng.choice(["sick", "healthy", "unknown"], n),
+    })
+    df.loc[5, "city"] = None
+    df.loc[7, "age"] = np.nan
+    return df
+
+
+def test_from_frame_numeric_categorical_string_target() -> None:
+    df = people_frame()
+    ds = from_frame(df, "outcome", name="people", test_size=0.25, random_state=0)
+    assert_common(ds)
+    assert ds.name == "people" and ds.task == "classification"
+    assert ds.class_names == ["healthy", "sick", "unknown"]
+    assert ds.feature_names == ["age", "income", "city=Lima", "city=Oslo", "city=Paris",
+                                "smoker=no", "smoker=yes"]
+    assert len(ds.X_train) == 60 and len(ds.X_test) == 20
+    # Numeric block standardised with train statistics; one-hot left as 0/1.
+    assert_standardised(ds.X_train[:, :2])
+    assert set(np.unique(ds.X_train[:, 2:])) <= {0.0, 1.0}
+    assert np.all(ds.mean[2:] == 0) and np.all(ds.scale[2:] == 1)
+    # Labels line up with the frame: recover each training row and find it in df.
+    raw = ds.X_train.astype(np.float64) * ds.scale + ds.mean
+    for x, y in zip(raw[:10], ds.y_train[:10]):
+        match = df[np.isclose(df["income"], x[1])]
+        assert len(match) == 1
+        assert match["outcome"].iloc[0] == ds.class_names[y]
+        city = match["city"].iloc[0]
+        expected_city = [float(city == c) for c in ("Lima", "Oslo", "Paris")]
+        assert x[2:5].tolist() == expected_city  # a missing city is an all-zero block
+
+
+def test_from_frame_fits_on_train_only() -> None:
+    df = people_frame()
+    ds = from_frame(df, "outcome", random_state=3)
+    a = from_frame(df, "outcome", random_state=3)
+    np.testing.assert_array_equal(ds.X_test, a.X_test)
+    # The income mean is the training mean, not the full-table mean.
+    raw_train_income = ds.X_train[:, 1].astype(np.float64) * ds.scale[1] + ds.mean[1]
+    assert ds.mean[1] == pytest.approx(raw_train_income.mean(), rel=1e-5)
+    assert ds.mean[1] != pytest.approx(df["income"].mean(), rel=1e-6)
+    assert abs(float(ds.X_test[:, 1].mean())) > 1e-4  # test split not re-centred
+    # Missing age imputed with the train mean -> exactly 0 after standardising.
+    assert np.isfinite(ds.X_train).all() and np.isfinite(ds.X_test).all()
+
+
+def test_from_frame_unseen_test_category_is_all_zero() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"c": ["a", "b"] * 10 + ["z"], "y": [0.5 * i for i in range(21)]})
+    ds = from_frame(df, "y", test_size=0.2, random_state=0)
+    assert ds.task == "regression" and ds.class_names is None
+    if "c=z" in ds.feature_names:  # 'z' landed in train
+        pytest.skip("the single 'z' row was drawn into the training split")
+    assert ds.feature_names == ["c=a", "c=b"]
+    raw_y = [0.5 * i for i in range(21)]
+    z_pos = [i for i, v in enumerate(ds.y_test.tolist()) if v == pytest.approx(raw_y[20])]
+    assert len(z_pos) == 1 and ds.X_test[z_pos[0]].sum() == 0
+
+
+def test_from_frame_errors() -> None:
+    df = people_frame()
+    with pytest.raises(ValueError, match="no target column 'nope'.*outcome"):
+        from_frame(df, "nope")
+    with pytest.raises(TypeError, match="DataFrame"):
+        from_frame(df.to_numpy(), "outcome")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="regression needs a numeric target"):
+        from_frame(df, "outcome", task="regression")
+    with pytest.raises(ValueError, match="task must be"):
+        from_frame(df, "outcome", task="clustering")
+    with pytest.raises(ValueError, match=r"\['maybe'\] are not in class_names"):
+        from_frame(df.assign(outcome="maybe"), "outcome", class_names=["sick", "healthy"])
+
+
+def test_from_frame_class_names_fix_the_order() -> None:
+    df = people_frame()
+    ds = from_frame(df, "outcome", class_names=["unknown", "sick", "healthy"])
+    assert ds.class_names == ["unknown", "sick", "healthy"]
+    # Each row's index names its own outcome (rows found again by their income).
+    raw_income = ds.X_train[:, 1].astype(np.float64) * ds.scale[1] + ds.mean[1]
+    for income, y in zip(raw_income, ds.y_train):
+        row = df[np.isclose(df["income"], income)]
+        assert row["outcome"].iloc[0] == ds.class_names[y]
+    assert np.bincount(ds.y_train).tolist() == [int((ds.y_train == k).sum()) for k in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("y", "task", "classes"),
+    [(np.array(["b", "a", "b", "c"] * 10), "classification", ["a", "b", "c"]),
+     (np.array([3, 1, 3, 7] * 10), "classification", ["1", "3", "7"]),
+     (np.array([0.0, 1.0] * 20), "classification", ["0", "1"]),
+     (np.array([True, False] * 20), "classification", ["False", "True"]),
+     (np.arange(40), "regression", None),
+     (np.linspace(0, 1, 40), "regression", None),
+     (np.array([0.5, 1.0] * 20), "regression", None)],
+)
+def test_task_auto(y: np.ndarray, task: str, classes: list[str] | None) -> None:
+    X = np.random.default_rng(0).normal(size=(len(y), 3))
+    ds = from_arrays(X, y)
+    assert ds.task == task and ds.class_names == classes
+    assert from_arrays(X, y, task="auto").task == task
+    if task == "classification":
+        raw = np.asarray(y).astype(str) if y.dtype.kind != "b" else np.where(y, "True", "False")
+        if y.dtype.kind == "f":
+            raw = np.asarray(y).astype(int).astype(str)
+        all_y = np.concatenate([ds.y_train, ds.y_test])
+        assert sorted(np.asarray(ds.class_names)[all_y].tolist()) == sorted(raw.tolist())
+
+
+def test_task_auto_threshold() -> None:
+    X = np.zeros((100, 2))
+    assert from_arrays(X, np.arange(100) % MAX_AUTO_CLASSES).task == "classification"
+    assert from_arrays(X, np.arange(100) % (MAX_AUTO_CLASSES + 1)).task == "regression"
+    assert from_arrays(X, np.arange(100) % (MAX_AUTO_CLASSES + 1), task="classification").n_classes == 21
+
+
+def test_from_arrays_forced_tasks() -> None:
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    ds = from_arrays(X, np.array([0, 1] * 20), task="regression")
+    assert ds.task == "regression" and ds.y_train.dtype == np.float32
+    with pytest.raises(ValueError, match="non-integer|values such as"):
+        from_arrays(X, np.linspace(0, 1, 40), task="classification")
+
+
+def test_from_arrays_tabular() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(3.0, 2.0, size=(100, 4))
+    X[:, 2] = 5.0  # constant column
+    y = (X[:, 0] > 3).astype(int)
+    ds = from_arrays(X, y, name="mine", feature_names=["a", "b", "c", "d"], class_names=["low", "high"],
+                     test_size=0.2, random_state=0)
+    assert_common(ds)
+    assert ds.name == "mine" and ds.feature_names == ["a", "b", "c", "d"]
+    assert ds.class_names == ["low", "high"] and len(ds.X_test) == 20
+    assert_standardised(ds.X_train)
+    assert ds.scale[2] == 1.0
+    # Class k is class_names[k]: 'high' rows have a > 3.
+    raw = ds.X_test * ds.scale + ds.mean
+    np.testing.assert_array_equal(ds.y_test, (raw[:, 0] > 3).astype(int))
+    # Stratified.
+    assert abs(ds.y_train.mean() - ds.y_test.mean()) < 0.06
+
+
+def test_from_arrays_explicit_split_and_max_train() -> None:
+    rng = np.random.default_rng(2)
+    X, Xt = rng.normal(size=(50, 3)), rng.normal(size=(11, 3))
+    y, yt = rng.normal(size=50), rng.normal(size=11)
+    ds = from_arrays(X, y, X_test=Xt, y_test=yt, max_train=20)
+    assert len(ds.X_train) == 20 and len(ds.X_test) == 11
+    np.testing.assert_allclose(ds.X_test * ds.scale + ds.mean, Xt, atol=1e-5)
+    np.testing.assert_allclose(ds.y_test, yt.astype(np.float32))
+    assert_standardised(ds.X_train)
+    assert ds.feature_names == ["x0", "x1", "x2"]
+
+
+def test_from_arrays_images() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 255, size=(40, 3, 4, 5))
+    X[:, 1] *= 0.1  # channels on different scales -> per-channel statistics
+    y = np.arange(40) % 4
+    ds = from_arrays(X, y)
+    assert_common(ds)
+    assert ds.image_shape == (3, 4, 5) and ds.mean.shape == (3,) and ds.n_features == 60
+    assert ds.feature_names[0] == "ch0_pixel_0_0" and ds.feature_names[-1] == "ch2_pixel_3_4"
+    for c in range(3):
+        assert abs(float(ds.X_train[:, c].mean())) < 1e-4 and abs(float(ds.X_train[:, c].std()) - 1) < 1e-4
+    assert ds.mean[1] == pytest.approx(ds.mean[0] * 0.1, rel=0.2)
+    flat = from_arrays(X.reshape(40, -1), y, image_shape=(3, 4, 5))
+    np.testing.assert_array_equal(flat.X_train, ds.X_train)
+    gray = from_arrays(X[:, 0], y)
+    assert gray.image_shape == (1, 4, 5) and gray.feature_names[-1] == "pixel_3_4"
+
+
+def test_from_arrays_errors() -> None:
+    X = np.zeros((10, 3))
+    with pytest.raises(ValueError, match="X has 10 rows but y has 9"):
+        from_arrays(X, np.zeros(9))
+    with pytest.raises(ValueError, match="2 feature_names for 3 features"):
+        from_arrays(X, np.arange(10) % 2, feature_names=["a", "b"])
+    with pytest.raises(ValueError, match="missing or infinite"):
+        from_arrays(np.full((10, 3), np.nan), np.arange(10) % 2)
+    with pytest.raises(TypeError, match="numeric.*from_frame"):
+        from_arrays(np.array([["a"]] * 10), np.arange(10) % 2)
+    with pytest.raises(ValueError, match="0..1; found 0..2"):
+        from_arrays(X, np.arange(10) % 3, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="duplicates"):
+        from_arrays(X, np.arange(10) % 2, class_names=["a", "a"])
+    with pytest.raises(ValueError, match="image_shape"):
+        from_arrays(X, np.arange(10) % 2, image_shape=(2, 2, 2))
+    with pytest.raises(ValueError, match="both X_test and y_test"):
+        from_arrays(X, np.arange(10) % 2, X_test=X)
+
+
+def test_csv_path(tmp_path: Path) -> None:
+    df = people_frame()
+    path = tmp_path / "people.csv"
+    df.to_csv(path, index=False)
+    ds = load_dataset(path)  # last column is the label
+    assert ds.name == "people" and ds.class_names == ["healthy", "sick", "unknown"]
+    ref = from_frame(df, "outcome", name="people")
+    np.testing.assert_allclose(ds.X_train, ref.X_train, atol=1e-6)
+    np.testing.assert_array_equal(ds.y_test, ref.y_test)
+    assert ds.feature_names == ref.feature_names
+    # Another label column; str path; '?' is missing; relative path under data_dir.
+    by_smoker = load_dataset(str(path), label_column="smoker")
+    assert by_smoker.class_names == ["no", "yes"] and "outcome=sick" in by_smoker.feature_names
+    path.write_text(path.read_text().replace("Oslo", "?", 1))
+    assert "city=?" not in load_dataset(path).feature_names
+    assert load_dataset("people.csv", tmp_path).name == "people"
+
+
+def test_regression_csv(tmp_path: Path) -> None:
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(as_frame=True, scaled=False)
+    path = tmp_path / "diabetes.csv"
+    bunch.frame.to_csv(path, index=False)
+    ds = load_dataset(path, test_size=0.25, random_state=0)
+    assert_common(ds)
+    assert ds.task == "regression" and ds.name == "diabetes" and ds.n_features == 10
+    # 'sex' has two numeric values: numeric, so standardised (not one-hot).
+    assert ds.feature_names == [str(c) for c in bunch.feature_names]
+    reg = load_dataset("diabetes", test_size=0.25, random_state=0)
+    np.testing.assert_allclose(np.sort(ds.y_train), np.sort(reg.y_train))
+    assert_standardised(ds.X_train)
+
+
+def test_parquet_path(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    df = people_frame()
+    df.to_parquet(tmp_path / "people.parquet")
+    df.to_csv(tmp_path / "people.csv", index=False)
+    a = load_dataset(tmp_path / "people.parquet")
+    b = load_dataset(tmp_path / "people.csv")
+    assert a.name == "people" and a.feature_names == b.feature_names
+    np.testing.assert_allclose(a.X_train, b.X_train, atol=1e-5)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+
+
+def test_npz_xy(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 5))
+    y = rng.integers(0, 3, 60)
+    np.savez(tmp_path / "blobs.npz", X=X, y=y, feature_names=np.array(list("abcde")),
+             class_names=np.array(["r", "g", "b"]))
+    ds = load_dataset(tmp_path / "blobs.npz", test_size=0.5)
+    assert ds.name == "blobs" and ds.feature_names == list("abcde") and ds.class_names == ["r", "g", "b"]
+    assert len(ds.X_test) == 30
+    ref = from_arrays(X, y, test_size=0.5, class_names=["r", "g", "b"])
+    np.testing.assert_array_equal(ds.X_train, ref.X_train)
+    assert load_dataset(tmp_path / "blobs.npz", class_names=["x", "y", "z"]).class_names == ["x", "y", "z"]
+
+
+def test_npz_split(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    arrays = {"X_train": rng.normal(size=(30, 1, 6, 6)), "y_train": np.arange(30) % 2,
+              "X_test": rng.normal(size=(8, 1, 6, 6)), "y_test": np.arange(8) % 2}
+    np.savez(tmp_path / "tiny_images.npz", **arrays)
+    ds = load_dataset(tmp_path / "tiny_images.npz", test_size=0.9)  # explicit split wins
+    assert ds.image_shape == (1, 6, 6) and len(ds.X_train) == 30 and len(ds.X_test) == 8
+    np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
+    np.testing.assert_allclose(ds.X_test * ds.scale[0] + ds.mean[0], arrays["X_test"], atol=1e-5)
+
+
+def test_npz_errors(tmp_path: Path) -> None:
+    np.savez(tmp_path / "bad.npz", features=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="expected arrays 'X' and 'y'.*features"):
+        load_dataset(tmp_path / "bad.npz")
+    np.savez(tmp_path / "obj.npz", X=np.zeros((4, 2)), y=np.array([{}, {}, {}, {}], dtype=object))
+    with pytest.raises(ValueError, match="obj.npz"):  # never unpickled
+        load_dataset(tmp_path / "obj.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="junk.npz"):
+        load_dataset(tmp_path / "junk.npz")
+
+
+def make_idx_folder(folder: Path, n_train: int = 24, n_test: int = 12, h: int = 6, w: int = 5,
+                    names: str = "mnist") -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(6)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, h, w), dtype=np.uint8),
+        "train-labels-idx1-ubyte": (np.arange(n_train) % 3).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, h, w), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": (np.arange(n_test) % 3).astype(np.uint8),
+    }
+    for fn, arr in arrays.items():
+        if names == "emnist":
+            fn = "emnist-letters-" + fn.replace("t10k", "test")
+        write_gz(folder / (fn + ".gz"), idx_bytes(arr))
+    return arrays
+
+
+def test_idx_folder_with_classes_txt(tmp_path: Path) -> None:
+    folder = tmp_path / "shapes"
+    arrays = make_idx_folder(folder)
+    (folder / "classes.txt").write_text("circle\nsquare\ntriangle\n")
+    ds = load_dataset(folder)
+    assert_common(ds)
+    assert ds.name == "shapes" and ds.class_names == ["circle", "square", "triangle"]
+    assert ds.image_shape == (1, 6, 5) and ds.X_train.shape == (24, 1, 6, 5) and len(ds.X_test) == 12
+    np.testing.assert_array_equal(ds.y_train, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_allclose(ds.X_test[:, 0] * ds.scale[0] + ds.mean[0],
+                               arrays["t10k-images-idx3-ubyte"] / 255.0, atol=1e-5)
+    # class_names beats classes.txt; too few names is an error naming the file.
+    assert load_dataset(folder, class_names=["a", "b", "c"]).class_names == ["a", "b", "c"]
+    (folder / "classes.txt").write_text("circle\nsquare\n")
+    with pytest.raises(ValueError, match="classes.txt names 2 classes but the labels go up to 2"):
+        load_dataset(folder)
+
+
+def test_idx_folder_other_names_and_defaults(tmp_path: Path) -> None:
+    folder = tmp_path / "letters"
+    make_idx_folder(folder, names="emnist")
+    ds = load_dataset(folder, max_train=10)
+    assert ds.name == "letters" and ds.class_names == ["0", "1", "2"] and len(ds.X_train) == 10
+    with pytest.raises(ValueError, match="regression"):
+        load_dataset(folder, task="regression")
+
+
+def test_idx_folder_incomplete(tmp_path: Path) -> None:
+    folder = tmp_path / "half"
+    make_idx_folder(folder)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="missing t10k-labels-idx1-ubyte"):
+        load_dataset(folder)
+
+
+def test_registry_options() -> None:
+    assert load_dataset("wine", class_names=["a", "b", "c"]).class_names == ["a", "b", "c"]
+    assert load_dataset("wine", task="classification").task == "classification"
+    with pytest.raises(ValueError, match="'wine' is a classification dataset"):
+        load_dataset("wine", task="regression")
+    with pytest.raises(ValueError, match="3 classes but 2 class_names"):
+        load_dataset("wine", class_names=["a", "b"])
+    with pytest.raises(ValueError, match="label_column applies to .csv/.parquet"):
+        load_dataset("wine", label_column="alcohol")
+
+
+def test_bad_paths(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such file or folder.*missing.csv.*breast_cancer"):
+        load_dataset(tmp_path / "missing.csv")
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        load_dataset("missing.csv")
+    (tmp_path / "table.xlsx").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"unsupported file type \.xlsx"):
+        load_dataset(tmp_path / "table.xlsx")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="empty.csv: cannot read it as CSV"):
+        load_dataset(tmp_path / "empty.csv")
+    (tmp_path / "one.csv").write_text("a\n1\n2\n")
+    with pytest.raises(ValueError, match="at least 2 columns"):
+        load_dataset(tmp_path / "one.csv")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a complete IDX image folder"):
+        load_dataset(tmp_path / "empty_dir")
+    with pytest.raises(ValueError, match="label_column applies"):
+        load_dataset(tmp_path / "empty_dir", label_column="y")
+    with pytest.raises(TypeError, match="str or a path"):
+        load_dataset(3)  # type: ignore[arg-type]
+    # Nothing was written next to the inputs.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.csv", "empty_dir", "one.csv", "table.xlsx"]
