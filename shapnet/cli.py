@@ -114,9 +114,10 @@ class fail_cleanly:  # lower case: used like a function, ``with fail_cleanly(out
     On ValueError, TypeError, OSError (FileNotFoundError, PermissionError, ...)
     or ImportError it prints ``error: <message>`` (one line, no traceback) to
     stderr, deletes ``out_dir`` if it did not exist when the block was entered
-    (with any parent folders the run created for it), and raises ``SystemExit(2)``. Other exceptions (bugs) propagate with their
-    traceback, and ``out_dir`` is then kept for inspection; so is a folder
-    that existed before (it may hold a resumable earlier run).
+    (with any parent folders the run created for it), and raises
+    ``SystemExit(2)``. Other exceptions (bugs) propagate with their traceback,
+    and ``out_dir`` is then kept for inspection; so is a folder that existed
+    before (it may hold a resumable earlier run).
 
     Enter it before anything creates ``out_dir``. Also usable as a decorator.
 

@@ -37,9 +37,12 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DATASETS",
@@ -243,7 +246,7 @@ def _tabular(
         y_train=np.asarray(y_tr, dtype=y_dtype),
         y_test=np.asarray(y_te, dtype=y_dtype),
         feature_names=list(feature_names),
-        class_names=None if regression else list(class_names),
+        class_names=None if class_names is None else list(class_names),
         task="regression" if regression else "classification",
         image_shape=None,
         mean=mean.astype(np.float32),
@@ -986,7 +989,7 @@ def _image_shape(shape: object) -> tuple[int, int, int]:
         dims = (1, *dims)
     if len(dims) != 3 or min(dims) < 1:
         raise ValueError(f"image_shape must be (C, H, W) or (H, W) with positive sizes, got {shape!r}")
-    return dims  # type: ignore[return-value]
+    return dims
 
 
 def from_arrays(
@@ -1125,7 +1128,7 @@ def from_arrays(
     )
 
 
-def _import_pandas(what: str):  # type: ignore[no-untyped-def]
+def _import_pandas(what: str) -> Any:
     try:
         import pandas as pd
     except ImportError:
@@ -1137,7 +1140,7 @@ def _import_pandas(what: str):  # type: ignore[no-untyped-def]
 
 
 def from_frame(
-    df: object,
+    df: pd.DataFrame,
     target: str,
     *,
     task: str | None = None,
@@ -1212,7 +1215,8 @@ def from_frame(
     # Categorical cells as str objects, None where missing: one type per column for the encoder.
     clean = pd.DataFrame(
         {c: features[c].astype(np.float64) for c in numeric}
-        | {c: pd.Series(_category_values(features[c]), index=features.index, dtype=object) for c in categorical},
+        | {c: pd.Series(_category_values(features[c]), index=features.index, dtype=object)
+           for c in categorical},
         index=features.index,
     )[columns]
     train, test = clean.iloc[tr], clean.iloc[te]
@@ -1247,7 +1251,7 @@ def from_frame(
     )
 
 
-def _category_values(column):  # type: ignore[no-untyped-def]
+def _category_values(column: pd.Series) -> np.ndarray:
     """A column as object values: ``str(value)``, or ``None`` where missing."""
     values = column.astype(object)
     missing = column.isna().to_numpy()
@@ -1255,7 +1259,9 @@ def _category_values(column):  # type: ignore[no-untyped-def]
     return out
 
 
-def _column_transformer(train, numeric: list[str], categorical: list[str], name: str):  # type: ignore[no-untyped-def]
+def _column_transformer(
+    train: pd.DataFrame, numeric: list[str], categorical: list[str], name: str
+) -> tuple[Any, list[list[str]]]:
     """An unfitted ColumnTransformer for ``train`` and the one-hot categories (sorted train values)."""
     import warnings
 
@@ -1292,7 +1298,7 @@ def _column_transformer(train, numeric: list[str], categorical: list[str], name:
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0), categories
 
 
-def _read_table(path: Path):  # type: ignore[no-untyped-def]
+def _read_table(path: Path) -> pd.DataFrame:
     """A CSV/TSV (optionally gzipped) or Parquet file as a DataFrame (header row required)."""
     pd = _import_pandas(f"reading {path.name}")
     suffixes = [s.lower() for s in path.suffixes]

@@ -61,8 +61,8 @@ def test_csv_through_the_options(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert tool(["--dataset", str(csv), "--out", str(out)]) == "pets"
     assert (out / "result.txt").read_text() == "pets"
-    args = parser().parse_args(["--dataset", "pets.csv", "--data-dir", str(tmp_path), "--label-column", "colour",
-                                "--class-names", "red,blue", "--out", str(out)])
+    args = parser().parse_args(["--dataset", "pets.csv", "--data-dir", str(tmp_path),
+                                "--label-column", "colour", "--class-names", "red,blue", "--out", str(out)])
     ds = dataset_from_args(args, max_train=10)
     assert ds.class_names == ["red", "blue"] and len(ds.X_train) == 10
     assert np.bincount(ds.y_test).tolist() == [5, 5]  # 20 red, 20 blue; stratified 25% test
@@ -124,7 +124,9 @@ def test_existing_out_dir_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err.startswith("error: Unknown dataset")
 
 
-def test_fail_cleanly_multiline_message_and_oserror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fail_cleanly_multiline_message_and_oserror(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc, fail_cleanly(None):
         raise TypeError("first line\n  second line")
     assert exc.value.code == 2 and capsys.readouterr().err == "error: first line second line\n"
