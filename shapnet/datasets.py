@@ -1034,7 +1034,9 @@ def from_arrays(
             is stratified for classification when every class has two rows.
         random_state: Seed of the split and of ``max_train`` subsampling.
         max_train: Keep at most this many (random) training rows.
-        X_test, y_test: An explicit test split, instead of splitting ``X``.
+        X_test: Test features of an explicit split (then ``X`` is the
+            training split and nothing is split here); shaped like ``X``.
+        y_test: Test targets of that split, shape ``(n_test,)``.
 
     Returns:
         The :class:`Dataset`: float32 features, int64 class indices or float32
@@ -1169,9 +1171,13 @@ def from_frame(
     Args:
         df: The table, one row per sample.
         target: The target column.
-        task, class_names, test_size, random_state, max_train: As in
-            :func:`from_arrays`.
+        task: ``None``/``"auto"``, ``"classification"`` or ``"regression"``
+            (see :func:`from_arrays`).
         name: The dataset's name (``load_dataset`` uses the file's stem).
+        class_names: Classes in index order (see :func:`from_arrays`).
+        test_size: Test fraction, stratified for classification when possible.
+        random_state: Seed of the split and of ``max_train`` subsampling.
+        max_train: Keep at most this many (random) training rows.
 
     Raises:
         TypeError: ``df`` is not a DataFrame. ValueError: unknown ``target``,
