@@ -7,7 +7,9 @@ from . import datasets, regularizers
 from .consistency import explanation_error, sample_kernel_coalitions, shapley_consistency
 from .exact import exact_shapley
 from .explanation import ShapleyExplanation
+from .fastshap import FastSHAP
 from .harsanyi import HarsanyiNet, VisionHarsanyiNet
+from .protocol import SelfExplaining, accepts_any_baseline, is_self_explaining
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups
 from .io import load, save
 from .layers import ShapleyConv2d, ShapleyLayer
@@ -19,9 +21,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeepShapNet",
+    "FastSHAP",
     "GroupedMLP",
     "HarsanyiNet",
     "Pruning",
+    "SelfExplaining",
     "ShallowShapNet",
     "ShapNet",
     "ShapleyConv2d",
@@ -30,12 +34,14 @@ __all__ = [
     "Stage",
     "VisionHarsanyiNet",
     "VisionShapNet",
+    "accepts_any_baseline",
     "butterfly_groups",
     "datasets",
     "disjoint_groups",
     "exact_shapley",
     "explanation_error",
     "gam_groups",
+    "is_self_explaining",
     "load",
     "pair_groups",
     "regularizers",

@@ -30,6 +30,8 @@ class ShapNet(nn.Module, ABC):
 
     input_shape: tuple[int, ...]
     reference: torch.Tensor
+    #: Whether ``explain(x, baseline=b)`` is exact for any ``b`` (see :class:`shapnet.SelfExplaining`).
+    exact_for_any_baseline: bool = False
 
     def __init__(self, **config: object) -> None:
         super().__init__()
@@ -137,6 +139,8 @@ class ShallowShapNet(ShapNet):
     Shape:
         ``x``: ``(B, F)``; ``forward``: ``(B, K)``; ``explain(x).values``: ``(B, F, K)``.
     """
+
+    exact_for_any_baseline = True
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ def test_all_names_resolve() -> None:
 
 
 def test_every_module_subclass_is_exported() -> None:
-    modules = [shapnet.models, shapnet.layers, shapnet.modules, shapnet.harsanyi]
+    modules = [shapnet.models, shapnet.layers, shapnet.modules, shapnet.harsanyi, shapnet.fastshap]
     for module in modules:
         for name, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, torch.nn.Module) and obj.__module__ == module.__name__ and not name.startswith("_"):
