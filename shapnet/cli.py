@@ -114,7 +114,7 @@ class fail_cleanly:  # lower case: used like a function, ``with fail_cleanly(out
     On ValueError, TypeError, OSError (FileNotFoundError, PermissionError, ...)
     or ImportError it prints ``error: <message>`` (one line, no traceback) to
     stderr, deletes ``out_dir`` if it did not exist when the block was entered
-    (with any parent folders the run created for it), and raises
+    (then the parent folders created for it, while empty), and raises
     ``SystemExit(2)``. Other exceptions (bugs) propagate with their traceback,
     and ``out_dir`` is then kept for inspection; so is a folder that existed
     before (it may hold a resumable earlier run).
@@ -144,10 +144,28 @@ class fail_cleanly:  # lower case: used like a function, ``with fail_cleanly(out
     ) -> None:
         if exc is None or not isinstance(exc, USER_ERRORS):
             return
-        if self._created is not None and self._created.is_dir() and not self._created.is_symlink():
-            shutil.rmtree(self._created, ignore_errors=True)
+        if self._created is not None:
+            self._remove_created()
         print(f"error: {_one_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USAGE) from None
+
+    def _remove_created(self) -> None:
+        """Delete out_dir, then the parents created for it while they are empty.
+
+        Only ``out_dir`` is removed with its contents: a parent may meanwhile hold another run's folder.
+        """
+        if self.out_dir is None or self._created is None:
+            return
+        out = self.out_dir.absolute()
+        if out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out, ignore_errors=True)
+        parent = out.parent
+        while parent != self._created.parent and parent != parent.parent:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or already gone): keep it and everything above
+                break
+            parent = parent.parent
 
     def __call__(self, func: Any) -> Any:
         import functools

@@ -114,6 +114,15 @@ def test_bad_dataset_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # the created parent 'results' too
 
 
+def test_created_parent_kept_when_another_run_uses_it(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "run1"
+    with pytest.raises(SystemExit), fail_cleanly(out):
+        out.mkdir(parents=True)
+        (tmp_path / "results" / "run2").mkdir()  # a concurrent run's folder appears meanwhile
+        raise ValueError("bad")
+    assert not out.exists() and (tmp_path / "results" / "run2").is_dir()
+
+
 def test_existing_out_dir_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     out.mkdir()
