@@ -1,13 +1,13 @@
 """Compiled CPU kernels (numba) for layers of one-hidden-layer ReLU Shapley modules, and for pruning.
 
-The PyTorch path (``modules._ReluModules``) runs every cache tile as about ten torch calls dispatched from
-Python, and prunes by gathering each tile's busy rows. These kernels do the same maths (DESIGN §7) in one
-compiled call per layer: for every module they collect the rows with at least one active feature and run
-them in chunks that stay in cache, with the linear maps as BLAS matmuls and the coalitions, ReLU and
-Shapley mix as compiled loops. Idle rows, whose features are all at the reference, cost a scan and nothing
-else, so the time of a pruned layer follows its busy rows (README, "Speed"). The kernels read a layer's
-input and write its output *feature-major*, through each module's feature indices, so that gathering the
-groups and scattering the values back cost no copies.
+The PyTorch tiles (:class:`shapnet._backends.torch_tiles.ReluModules`) run every cache tile as about ten
+torch calls dispatched from Python, and prune by gathering each tile's busy rows. These kernels do the same
+maths (DESIGN §7) in one compiled call per layer: for every module they collect the rows with at least one
+active feature and run them in chunks that stay in cache, with the linear maps as BLAS matmuls and the
+coalitions, ReLU and Shapley mix as compiled loops. Idle rows, whose features are all at the reference, cost
+a scan and nothing else, so the time of a pruned layer follows its busy rows (docs/guide/performance.md).
+The kernels read a layer's input and write its output *feature-major*, through each module's feature
+indices, so that gathering the groups and scattering the values back cost no copies.
 
 Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64:
 
@@ -15,12 +15,12 @@ Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64:
 - ``slots (k, M)``: module ``m``'s ``j``-th feature; ``F`` marks a padding slot, whose input is 0;
 - ``active (F, N)`` bool: the features whose ``delta`` is non-zero; with size 0 the kernels work it out;
 - ``w1 (k, Mw, C, h)``, ``offset (Mo, No, h)``, ``w_out (Mw, h, O)``, ``weights_t (k, 2**k)``: as in
-  :class:`~shapnet.modules._ReluModules`; ``Mw``/``Mo`` are 1 when the weights or the offset are shared by
-  all modules, ``No`` is 1 when the offset is shared by all rows;
+  :class:`~shapnet._backends.torch_tiles.ReluModules`; ``Mw``/``Mo`` are 1 when the weights or the offset
+  are shared by all modules, ``No`` is 1 when the offset is shared by all rows;
 - ``out (F, N, O)``: every feature's Shapley value summed over the modules that contain it.
 
 ``numba`` is a dependency of this package (and of ``shap``); on other devices, and for other dtypes,
-:class:`~shapnet.modules._ReluModules` runs the same maths as PyTorch ops.
+:class:`~shapnet._backends.torch_tiles.ReluModules` runs the same maths as PyTorch ops.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - comp
 
 @njit(cache=True, nogil=True)
 def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pragma: no cover - compiled
-    """``proj[j, :width] = delta[slots[j, m], rows[start:start+width]] @ w1[j, mw]``; the rows stay in ``d_buf``."""
+    """``proj[j, :width] = delta[slots[j, m], rows[start : start + width]] @ w1[j, mw]`` (rows to d_buf)."""
     f = slots[j, m]
     if f >= delta.shape[0]:
         d_buf[j, :width] = 0.0
@@ -193,7 +193,18 @@ def relu_modules_forward(
 
 @njit(cache=True, nogil=True)
 def relu_modules_backward(
-    delta, slots, w1, offset, w_out, active, weights_t, masks_and_ones, grad, grad_delta, grad_w1, grad_offset,
+    delta,
+    slots,
+    w1,
+    offset,
+    w_out,
+    active,
+    weights_t,
+    masks_and_ones,
+    grad,
+    grad_delta,
+    grad_w1,
+    grad_offset,
     grad_w_out,
 ):  # pragma: no cover - compiled
     """Gradients of :func:`relu_modules_forward` for ``grad (F, N, O)``, accumulated in place.
@@ -256,14 +267,18 @@ def relu_modules_backward(
                     for i in range(h):
                         pre[s, r, i] = pre[prev, r, i] + proj[j, r, i]
             z = pre.reshape(n_coalitions, width * h)
-            grad_pre = np.dot(weights, grad_mixed, grad_pre_flat[: n_coalitions * width * h].reshape(n_coalitions, -1))
+            grad_pre = np.dot(
+                weights, grad_mixed, grad_pre_flat[: n_coalitions * width * h].reshape(n_coalitions, -1)
+            )
             for s in range(n_coalitions):  # relu' and relu, in one pass
                 for i in range(width * h):
                     if z[s, i] <= 0.0:
                         z[s, i] = 0.0
                         grad_pre[s, i] = 0.0
             if need_w_out:
-                mixed = np.dot(weights_t, z, mixed_flat[: k * width * h].reshape(k, -1))  # the forward mix, recomputed
+                mixed = np.dot(
+                    weights_t, z, mixed_flat[: k * width * h].reshape(k, -1)
+                )  # the forward mix, recomputed
                 for j in range(k):
                     _add(grad_w_out[mw], np.dot(mixed[j].reshape(width, h).T, g[j, :width], grad_w_out_buf))
             both = np.dot(masks_and_ones, grad_pre, both_flat[: (k + 1) * width * h].reshape(k + 1, -1))

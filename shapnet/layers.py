@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .groups import GroupIndex
 from .modules import GroupedMLP
 
 __all__ = ["ShapleyLayer", "ShapleyConv2d", "LayerOutput", "normalize_groups", "watched"]
@@ -35,31 +36,11 @@ class LayerOutput(NamedTuple):
             :class:`ShapleyConv2d`.
         base: ``(B, O)``: the sum of the modules' outputs at the reference.
         skipped: fraction of module evaluations skipped (pruned inputs).
-        norms: ``(F, B)`` float64, each feature's L1 norm, when the layer computed it (in-place residual).
     """
 
     values: torch.Tensor
     base: torch.Tensor
     skipped: float
-    norms: torch.Tensor | None = None
-
-
-class _Permute(torch.autograd.Function):
-    """``t.index_select(0, index)`` for a permutation ``index``, whose gradient is the inverse gather.
-
-    Autograd's own backward of a gather is a zero fill plus an accumulating scatter; for a permutation a
-    second gather does the same job in one pass.
-    """
-
-    @staticmethod
-    def forward(ctx, t, index, inverse):  # type: ignore[override]
-        ctx.save_for_backward(inverse)
-        return t.index_select(0, index)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (inverse,) = ctx.saved_tensors
-        return grad.index_select(0, inverse), None, None
 
 
 def normalize_groups(groups: object, n_features: int | None = None) -> list[tuple[int, ...]]:
@@ -121,25 +102,8 @@ class ShapleyLayer(nn.Module):
         k = max(len(g) for g in group_list)
         if shared and any(len(g) != k for g in group_list):
             raise ValueError("shared=True needs groups of equal size.")
-        # Short groups point their spare slots at index F: a constant "feature" whose delta is always 0.
-        padded = [list(g) + [self.n_features] * (k - len(g)) for g in group_list]
-        self.register_buffer("groups", torch.tensor(padded, dtype=torch.long), persistent=False)
-        self.register_buffer("slots", self.groups.T.contiguous(), persistent=False)  # (k, M)
-        self.padded = any(len(g) < k for g in group_list)
-        # Groups that partition the features make gather and scatter permutations; butterfly and "disjoint"
-        # groups are even a transpose, (A, k, stride) -> (k, A, stride) with module m = a * stride + r.
-        order = self.groups.T.reshape(-1)
-        self.partition = (
-            not self.padded and order.numel() == self.n_features
-            and bool((order.sort().values == torch.arange(self.n_features)).all())
-        )
-        self.register_buffer("inverse", order.argsort() if self.partition else None, persistent=False)
-        self.stride = None
-        if self.partition:
-            stride = int(self.groups[0, 1] - self.groups[0, 0]) if k > 1 else 1
-            if stride >= 1 and self.n_features % (k * stride) == 0:
-                blocks = torch.arange(self.n_features).view(-1, k, stride).transpose(0, 1).reshape(k, -1)
-                self.stride = stride if torch.equal(blocks, self.groups.T) else None
+        # Which features each module reads; short groups point their spare slots at a constant slot F.
+        self.index = GroupIndex(group_list, self.n_features)
         self.in_channels, self.out_channels, self.shared = in_channels, out_channels, shared
         self.mlp = GroupedMLP(
             1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation,
@@ -147,12 +111,17 @@ class ShapleyLayer(nn.Module):
         )
 
     @property
+    def groups(self) -> torch.Tensor:
+        """``(M, k)`` long: module ``m``'s features (``F`` marks a padding slot)."""
+        return self.index.groups
+
+    @property
     def n_modules(self) -> int:
-        return self.groups.shape[0]
+        return self.index.groups.shape[0]
 
     @property
     def group_size(self) -> int:
-        return self.groups.shape[1]
+        return self.index.groups.shape[1]
 
     def extra_repr(self) -> str:
         return (
@@ -160,79 +129,24 @@ class ShapleyLayer(nn.Module):
             f"in_channels={self.in_channels}, out_channels={self.out_channels}, shared={self.shared}"
         )
 
-    def _gather(self, t: torch.Tensor) -> torch.Tensor:
-        """``(F, ...)`` -> ``(k, M, ...)``, with the padding slot reading zeros."""
-        k, m = self.groups.T.shape
-        if self.stride is not None:
-            return t.view(-1, k, self.stride, *t.shape[1:]).transpose(0, 1).reshape(k, m, *t.shape[1:])
-        if self.partition:
-            return _Permute.apply(t, self.groups.T.reshape(-1), self.inverse).view(k, m, *t.shape[1:])
-        if self.padded:
-            t = torch.cat([t, t.new_zeros(1, *t.shape[1:])])
-        return t[self.groups.T]
-
     def forward_features(
-        self,
-        delta: torch.Tensor,
-        reference: torch.Tensor | None = None,
-        *,
-        sparse: bool = False,
-        active: torch.Tensor | None = None,
-        residual_in_place: bool = False,
+        self, delta: torch.Tensor, reference: torch.Tensor | None = None, *, sparse: bool = False
     ) -> LayerOutput:
         """The layer on a feature-major input.
 
         Args:
             delta: ``(F, B, C_in)``, input minus reference.
             reference: ``(F, C_in)`` or per-row ``(F, B, C_in)``; None means zero.
-            sparse: skip coalitions of inputs at the reference (dynamic pruning).
-            active: ``(F, B)`` bool, exactly the features whose ``delta`` is non-zero, if already known.
-            residual_in_place: add the values to ``delta`` itself and return it as ``values`` (a residual
-                connection for inference); ``norms`` then holds the features' L1 norms after the addition.
-                Only where :meth:`can_add_in_place` says so.
+            sparse: report the fraction of modules skipped because their inputs are all at the reference
+                (dynamic pruning).
 
         Returns:
             ``values (F, B, O)`` (feature-major) and ``base (B or 1, O)``.
         """
-        n_rows = delta.shape[1]
-        ref = None if reference is None else self._gather(reference)
+        ref = None if reference is None else self.index.gather(reference)
         offset = self.mlp.offset(ref)
-        if residual_in_place and not self.can_add_in_place(delta):
-            raise ValueError("residual_in_place needs can_add_in_place(delta): see its docstring.")
-        if self.mlp.compiled_for(delta):  # reads the groups and writes the values in place: no gather, no scatter
-            norms = None
-            if residual_in_place:
-                n_busy, norms = self.mlp.feature_shapley_into(delta, self.slots, offset, active, norms=True)
-                values = delta
-            else:
-                values, n_busy = self.mlp.feature_shapley(delta, self.slots, offset, active)
-            skipped = 1.0 - n_busy / max(1, self.n_modules * n_rows) if sparse else 0.0
-            return LayerOutput(values, self.mlp.base(offset).sum(0), skipped, norms)
-        active = None if active is None else self._gather(active)
-        result = self.mlp.shapley(self._gather(delta), offset, active=active, sparse=sparse)
-        k, m, _, out = result.values.shape
-        flat = result.values.reshape(k * m, n_rows, out)
-        if self.stride is not None:  # the inverse transpose of _gather
-            values = result.values.reshape(k, -1, self.stride, n_rows, out).transpose(0, 1).reshape(-1, n_rows, out)
-        elif self.partition:  # every feature is in exactly one module
-            values = _Permute.apply(flat, self.inverse, self.groups.T.reshape(-1))
-        else:
-            values = delta.new_zeros(self.n_features + int(self.padded), n_rows, out)
-            values = values.index_add_(0, self.groups.T.reshape(-1), flat)
-        base = result.base.sum(0)
-        if values.shape[0] != self.n_features:
-            # Drop the padding slot; an unconditional slice would cost a zero fill and a copy in backward.
-            values = values[: self.n_features]
-        return LayerOutput(values, base, result.skipped)
-
-    def can_add_in_place(self, delta: torch.Tensor) -> bool:
-        """Whether ``forward_features(delta, residual_in_place=True)`` applies: inference (autograd off) on the
-        compiled CPU path, groups that partition the features (each is written by one module, after it is
-        read), a contiguous input, and as many output channels as input channels."""
-        return (
-            not torch.is_grad_enabled() and self.partition and self.mlp.compiled_for(delta) and delta.is_contiguous()
-            and self.in_channels == self.out_channels == delta.shape[-1]
-        )
+        result = self.mlp.shapley(delta, offset, self.index, sparse=sparse)
+        return LayerOutput(result.values, result.base.sum(0), result.skipped)
 
     def forward_sum(
         self, delta: torch.Tensor, reference: torch.Tensor | None = None
@@ -249,9 +163,9 @@ class ShapleyLayer(nn.Module):
         Returns:
             ``(B, O)`` and ``(B or 1, O)``.
         """
-        ref = None if reference is None else self._gather(reference)
+        ref = None if reference is None else self.index.gather(reference)
         offset = self.mlp.offset(ref)
-        outputs = self.mlp.outputs(self._gather(delta), offset)  # (M, B, O)
+        outputs = self.mlp.outputs(self.index.gather(delta), offset)  # (M, B, O)
         base = self.mlp.base(offset)  # (M, 1 or B, O)
         return (outputs - base).sum(0), base.sum(0)
 
@@ -320,6 +234,7 @@ class ShapleyConv2d(nn.Module):
         self.padding, self.dilation = _pair(padding), _pair(dilation)
         k = self.kernel_size[0] * self.kernel_size[1]
         self.mlp = GroupedMLP(1, k, in_channels, out_channels, hidden=hidden, activation=activation, readout_bias=bias)
+        self.index = GroupIndex.tiles(k, 1)  # one shared module: a window's k pixels are features 0..k-1
 
     def extra_repr(self) -> str:
         return (
@@ -328,11 +243,11 @@ class ShapleyConv2d(nn.Module):
         )
 
     def _unfold(self, t: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(k, 1, B*L, C)``: each window's pixels as the ``k`` features of one row."""
+        """``(B, C, H, W)`` -> ``(k, B*L, C)``: each window's pixels as the ``k`` features of one row."""
         b, c = t.shape[:2]
         cols = F.unfold(t, self.kernel_size, self.dilation, self.padding, self.stride)  # (B, C*k, L)
         k = self.mlp.group_size
-        return cols.view(b, c, k, -1).permute(2, 0, 3, 1).reshape(k, 1, -1, c)
+        return cols.view(b, c, k, -1).permute(2, 0, 3, 1).reshape(k, -1, c)
 
     def shapley(
         self, delta: torch.Tensor, reference: torch.Tensor | None = None, *, sparse: bool = False
@@ -351,10 +266,10 @@ class ShapleyConv2d(nn.Module):
         if reference is None:
             offset = self.mlp.offset(None)
         else:
-            ref_rows = self._unfold(reference.unsqueeze(0))  # (k, 1, L, C)
-            offset = self.mlp.offset(ref_rows)  # (1, L, h)
+            ref_rows = self._unfold(reference.unsqueeze(0))  # (k, L, C)
+            offset = self.mlp.offset(self.index.gather(ref_rows))  # (1, L, h)
             offset = offset.expand(b, -1, -1).reshape(1, -1, offset.shape[-1])  # (1, B*L, h)
-        result = self.mlp.shapley(self._unfold(delta), offset, sparse=sparse)
+        result = self.mlp.shapley(self._unfold(delta), offset, self.index, sparse=sparse)
         k, out = self.mlp.group_size, result.values.shape[-1]
         phi = result.values.view(k, b, -1, out).permute(1, 3, 0, 2).reshape(b, out * k, -1)  # (B, O*k, L)
         values = F.fold(phi, (h, w), self.kernel_size, self.dilation, self.padding, self.stride)

@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ._backends import compiled
 from ._validation import check_input, check_positive_int, check_reference
 from .explanation import ShapleyExplanation
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups, padded_size
 from .layers import LayerOutput, ShapleyConv2d, ShapleyLayer, normalize_groups, watched
-from .pruning import Pruning, as_pruning, prune_features, prune_features_and_mask
+from .pruning import Pruning, as_pruning, prune_features
 
 __all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
 
@@ -312,34 +313,28 @@ class DeepShapNet(ShapNet):
         # Feature-major (F_pad, B, 1); padding features equal their reference (delta 0, reference 0).
         rep = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
         ref_fm = torch.nn.functional.pad(ref, (0, pad)).unsqueeze(-1)
+        layers = self.layers[:n_layers]
+        if not collect and not torch.is_grad_enabled() and compiled.applies(rep) and not any(map(watched, layers)):
+            # Inference on the CPU: the loop below, with the residual and the pruning done in place.
+            rep, skipped = compiled.deep_layers_in_place(
+                layers, rep, ref_fm, residual=self.residual, pruning=self.pruning, n_real=n_features
+            )
+            return rep, ref_fm if n_layers == 0 else None, [], skipped
         collected, skipped = [], []
         sparse = self.pruning is not None
-        active = None  # (F_pad, B): which features are non-zero, when pruning has already worked it out
-        for index, layer in enumerate(self.layers[:n_layers]):
-            # For inference the residual goes in place: the layer adds its values to its own input (the previous
-            # layer's output, which nobody else holds unless `collect`) and measures the norms pruning needs.
-            add_in_place = self.residual and index > 0 and not collect and layer.can_add_in_place(rep)
+        for index, layer in enumerate(layers):
             if watched(layer):  # through __call__, batch-first, so that forward hooks see (and may replace) it
                 inputs = rep.transpose(0, 1) if index > 0 else rep.transpose(0, 1) + ref_fm  # (B, F_pad, C)
                 values = layer(inputs, ref_fm if index == 0 else None)  # (B, F_pad, C)
-                out, add_in_place = LayerOutput(values.transpose(0, 1).contiguous(), values.new_zeros(()), 0.0), False
+                out = LayerOutput(values.transpose(0, 1).contiguous(), values.new_zeros(()), 0.0)
             else:
-                out = layer.forward_features(
-                    rep, ref_fm if index == 0 else None, sparse=sparse and index > 0, active=active,
-                    residual_in_place=add_in_place,
-                )
+                out = layer.forward_features(rep, ref_fm if index == 0 else None, sparse=sparse and index > 0)
             new = out.values
-            # Without autograd, the layer's fresh output takes the residual and the pruning in place: fewer
-            # (F, B, C) tensors to allocate and write per layer.
-            in_place = not torch.is_grad_enabled()
-            if self.residual and new.shape[-1] == rep.shape[-1] and not add_in_place:
-                new = new.add_(rep) if in_place else new + rep
+            if self.residual and new.shape[-1] == rep.shape[-1]:
+                new = new + rep
             if sparse and index < len(self.layers) - 1:
                 groups = self.layers[index + 1].groups if self.pruning.granularity == "group" else None
-                new, active = prune_features_and_mask(
-                    new, *self.pruning.for_layer(index), n_real=n_features, groups=groups, in_place=in_place,
-                    norms=out.norms,
-                )
+                new = prune_features(new, *self.pruning.for_layer(index), n_real=n_features, groups=groups)
             skipped.append(out.skipped)
             rep = new
             if collect:

@@ -8,14 +8,12 @@ Pruning is part of the model, so the pruned network still satisfies local accura
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
-from . import kernels
+from ._backends import compiled
 
 __all__ = ["Pruning", "prune_features", "prune_features_and_mask", "as_pruning"]
 
@@ -33,7 +31,7 @@ class Pruning:
             the next layer skips outright: with pairwise modules, pruning 50% of features one by one leaves
             only about 25% of the next modules idle, pruning 50% of groups leaves 50% idle. Deep
             (butterfly) ShapNets only. For speed, use ``"group"``: feature pruning leaves too few idle
-            modules to pay for the pruning itself (README, "Speed").
+            modules to pay for the pruning itself (docs/guide/performance.md).
     """
 
     fraction: float | tuple[float | None, ...] | None = None
@@ -113,21 +111,15 @@ def prune_features_and_mask(
     *,
     n_real: int | None = None,
     groups: torch.Tensor | None = None,
-    in_place: bool = False,
-    norms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features`, plus the ``(F, B)`` bool mask of the features that are still non-zero.
 
-    The next layer needs that mask (its dummy players); it falls out of the norms computed here, which
-    saves the next layer a pass over its input. With ``in_place``, the pruned features of ``representation``
-    itself are zeroed (unless autograd needs it unchanged), which saves allocating and writing a copy.
-    ``norms`` ``(F, B)``: the features' L1 norms, if already known (the compiled path then skips its pass).
+    The mask falls out of the norms computed here; it is what the next layer needs (its dummy players).
     """
     n_real = representation.shape[0] if n_real is None else n_real
-    in_place = in_place and not (representation.requires_grad and torch.is_grad_enabled())
-    if kernels.applies(representation):
-        return _prune_compiled(representation, fraction, threshold, n_real, groups, in_place, norms)
-    return _prune_torch(representation, fraction, threshold, n_real, groups, in_place)
+    if compiled.applies(representation):
+        return compiled.prune(representation, fraction, threshold, n_real, groups)
+    return _prune_torch(representation, fraction, threshold, n_real, groups)
 
 
 def _prune_torch(
@@ -136,7 +128,6 @@ def _prune_torch(
     threshold: float | None,
     n_real: int,
     groups: torch.Tensor | None,
-    in_place: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`prune_features_and_mask` in torch calls, for any device."""
     n_features = representation.shape[0]
@@ -162,46 +153,4 @@ def _prune_torch(
         expanded = keep.unsqueeze(1).expand(m, k, -1).reshape(m * k, -1)
         keep = torch.ones_like(norms, dtype=torch.bool).index_copy(0, groups.reshape(-1), expanded)
     active = keep & (norms != 0)
-    if in_place:
-        return representation.mul_(keep.unsqueeze(-1)), active
     return representation * keep.unsqueeze(-1), active
-
-
-def _prune_compiled(
-    representation: torch.Tensor,
-    fraction: float | None,
-    threshold: float | None,
-    n_real: int,
-    groups: torch.Tensor | None,
-    in_place: bool = False,
-    norms: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`prune_features_and_mask` on the CPU, as one compiled pass (:func:`shapnet.kernels.prune_units`).
-
-    The torch version takes about ten small calls (norms, top-k, scatter, mask), which cost as much as a
-    pruned layer saves at d = 64; here they are one compiled call (README, "Speed").
-    """
-    if groups is None:
-        units = torch.arange(n_real).unsqueeze(1)
-    elif n_real < representation.shape[0]:  # groups made only of padding are always idle: never prune them
-        units = groups[(groups < n_real).any(1)]
-    else:
-        units = groups
-    n_prune = int(fraction * units.shape[0]) if fraction else 0
-    in_place = in_place and representation.is_contiguous()
-    detached = representation.detach().contiguous()
-    keep = torch.empty(representation.shape[:2], dtype=torch.bool)
-    active = torch.empty_like(keep)
-    differentiable = representation.requires_grad and torch.is_grad_enabled()
-    if differentiable:
-        out = representation.new_empty(0, 0, 0)  # the kernel only finds the mask; autograd multiplies
-    else:
-        out = detached if in_place else torch.empty_like(detached)
-    kernels.prune_units(
-        detached.numpy(), units.contiguous().numpy(), n_prune, -math.inf if threshold is None else float(threshold),
-        keep.numpy(), active.numpy(), out.numpy(), in_place,
-        np.empty((0, 0)) if norms is None else norms.to(torch.float64).contiguous().numpy(),
-    )
-    if differentiable:
-        return representation * keep.unsqueeze(-1), active
-    return (representation if in_place else out), active

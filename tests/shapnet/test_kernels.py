@@ -7,7 +7,8 @@ import torch
 
 from shapnet import DeepShapNet, Pruning, ShallowShapNet, ShapleyLayer, Stage, VisionShapNet, kernels, pruning
 from shapnet.coalitions import coalition_masks, shapley_weights
-from shapnet.modules import _CompiledReluModules, _ReluModules
+from shapnet._backends import compiled
+from shapnet._backends.torch_tiles import ReluModules
 
 # (k, M, N, C_in, h, O, M_w, M_offset, N_offset): per-module and shared weights, shared and per-row offsets,
 # one input channel (the first layer's outer product), k from 1 to 4, and more rows than one chunk.
@@ -40,7 +41,7 @@ def _compiled(delta, w1, offset, w_out, active, constants):
     """The compiled kernel on the tile layout ``(k, M, N, C)``: feature-major with feature ``j*M + m``."""
     k, m, n, c = delta.shape
     slots = torch.arange(k * m).view(k, m)
-    values, busy = _CompiledReluModules.apply(
+    values, busy = compiled.CompiledReluModules.apply(
         delta.reshape(k * m, n, c), slots, w1, offset, w_out, active.reshape(k * m, n), *constants
     )
     return values.view(k, m, n, -1), busy
@@ -53,7 +54,7 @@ def test_compiled_modules_match_the_torch_tiles(config, dtype, idle) -> None:
     delta, (w1, offset, w_out), active, constants = _inputs(config, dtype, idle)
     leaves = [t.clone().requires_grad_() for t in (delta, w1, offset, w_out)]
     twins = [t.clone().requires_grad_() for t in (delta, w1, offset, w_out)]
-    expected = _ReluModules.apply(leaves[0], leaves[1], leaves[2], leaves[3], active, *constants, None, None)
+    expected = ReluModules.apply(leaves[0], leaves[1], leaves[2], leaves[3], active, *constants, None, None)
     got, busy = _compiled(*twins, active, constants)
     assert busy == int(active.any(0).sum())  # every (module, row) with an active feature, and no other
     tol = 1e-12 if dtype == torch.float64 else 1e-4
@@ -66,7 +67,9 @@ def test_compiled_modules_match_the_torch_tiles(config, dtype, idle) -> None:
 
 
 def test_compiled_modules_gradcheck() -> None:
-    delta, (w1, offset, w_out), active, constants = _inputs((2, 3, 12, 2, 5, 3, 3, 3, 1), torch.float64, 0.3, seed=1)
+    delta, (w1, offset, w_out), active, constants = _inputs(
+        (2, 3, 12, 2, 5, 3, 3, 3, 1), torch.float64, 0.3, seed=1
+    )
     inputs = [t.requires_grad_() for t in (delta, w1, offset, w_out)]
     fn = lambda d, a, b, c: _compiled(d, a, b, c, active, constants)[0]  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
@@ -82,7 +85,7 @@ def test_compiled_modules_return_only_the_gradients_asked_for() -> None:
 
 def _explain_and_grads(make, x, torch_path_on, monkeypatch):
     if torch_path_on:
-        monkeypatch.setattr(kernels, "applies", lambda tensor: False)
+        monkeypatch.setattr(compiled, "applies", lambda tensor: False)
     torch.manual_seed(0)
     model = make().double()
     explanation = model.explain(x)
@@ -99,10 +102,19 @@ def _explain_and_grads(make, x, torch_path_on, monkeypatch):
         lambda: DeepShapNet(9, 2, channels=4, group_size=3, hidden=(7,)),
         lambda: DeepShapNet(16, 3, channels=6, hidden=(8,), prune=Pruning(fraction=0.5, granularity="group")),
         lambda: DeepShapNet(16, 3, channels=6, hidden=(8,), prune=Pruning(fraction=0.5, threshold=0.1)),
-        lambda: ShallowShapNet(6, 3, groups="pairs", hidden=(5,), reference=torch.randn(6)),  # overlapping groups
+        lambda: ShallowShapNet(
+            6, 3, groups="pairs", hidden=(5,), reference=torch.randn(6)
+        ),  # overlapping groups
         lambda: ShallowShapNet(7, 2, groups=[(0, 1, 2), (3,), (4, 5), (6, 0)], hidden=(4,)),  # padding slots
-        lambda: VisionShapNet(1, 3, stages=[Stage(4, hidden=(8,)), Stage(4, dilation=2, hidden=(8,), split=2)],
-                              image_size=(6, 6), readout_hidden=(8,), prune=0.5, reference=torch.rand(1, 6, 6)),
+        lambda: VisionShapNet(
+            1,
+            3,
+            stages=[Stage(4, hidden=(8,)), Stage(4, dilation=2, hidden=(8,), split=2)],
+            image_size=(6, 6),
+            readout_hidden=(8,),
+            prune=0.5,
+            reference=torch.rand(1, 6, 6),
+        ),
     ],
 )
 def test_models_agree_on_both_paths(make, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,29 +145,28 @@ def test_compiled_pruning_matches_torch(granularity, fraction, threshold, n_real
     rep[2, :5] = 0  # features that are already at the reference
     groups = torch.arange(16).view(2, 8).T.contiguous() if granularity == "group" else None
     expected = pruning._prune_torch(rep, fraction, threshold, n_real, groups)
-    got = pruning._prune_compiled(rep, fraction, threshold, n_real, groups)
+    got = compiled.prune(rep, fraction, threshold, n_real, groups)
     assert torch.equal(got[1], expected[1])
     assert torch.equal(got[0], expected[0])
-    for prune in (pruning._prune_torch, pruning._prune_compiled):  # in place: the same, written into the input
-        copy = rep.clone()
-        pruned, active = prune(copy, fraction, threshold, n_real, groups, True)
-        assert pruned.data_ptr() == copy.data_ptr()
-        assert torch.equal(pruned, expected[0]) and torch.equal(active, expected[1])
+    copy = rep.clone()  # in place: the same, written into the input
+    pruned, active = compiled.prune(copy, fraction, threshold, n_real, groups, True)
+    assert pruned.data_ptr() == copy.data_ptr()
+    assert torch.equal(pruned, expected[0]) and torch.equal(active, expected[1])
 
 
 def test_compiled_pruning_ranks_many_units_by_sorting() -> None:
-    """More units than _RANK_BY_COMPARISON (pixels) take the sorting path: the same choice as torch's top-k."""
+    """More units than _RANK_BY_COMPARISON (pixels) take the sorting path: the same choice as top-k."""
     gen = torch.Generator().manual_seed(4)
     rep = torch.randn(kernels._RANK_BY_COMPARISON + 72, 30, 2, generator=gen)
     for fraction, threshold in [(0.5, None), (0.3, 1.0)]:
         expected = pruning._prune_torch(rep, fraction, threshold, rep.shape[0], None)
-        got = pruning._prune_compiled(rep, fraction, threshold, rep.shape[0], None)
+        got = compiled.prune(rep, fraction, threshold, rep.shape[0], None)
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
 def test_compiled_pruning_keeps_the_gradient_path() -> None:
     rep = torch.randn(8, 6, 2, dtype=torch.float64, requires_grad=True)
-    pruned, _ = pruning._prune_compiled(rep, 0.5, None, 8, None)
+    pruned, _ = compiled.prune(rep, 0.5, None, 8, None)
     (grad,) = torch.autograd.grad(pruned.sum(), rep)
     assert torch.equal(grad.sum(-1) != 0, pruned.detach().abs().sum(-1) != 0)  # 1 where kept, 0 where pruned
 
@@ -175,20 +186,24 @@ def test_other_dtypes_take_the_torch_path() -> None:
 @pytest.mark.parametrize("prune", [None, Pruning(fraction=0.5, granularity="group"), Pruning(fraction=0.5)])
 def test_residual_in_place_equals_the_copying_path(prune) -> None:
     """Inference adds each layer's values to its input in place (and hands pruning its norms); collecting the
-    layers turns that off. Both must give the same explanation, and the user's input must stay untouched."""
+    layers takes the plain loop. Both must give the same explanation, and the user's input must stay
+    untouched."""
     torch.manual_seed(2)
     model = DeepShapNet(16, 3, channels=6, hidden=(8,), prune=prune).double()
     x = torch.randn(20, 16, dtype=torch.float64)
     x_before = x.clone()
-    layer = model.layers[1]
     with torch.no_grad():
-        assert layer.can_add_in_place(torch.zeros(16, 20, 6, dtype=torch.float64))
         in_place = model.explain(x)
         copying = model.explain(x, layers=True)
     assert torch.equal(x, x_before)
     torch.testing.assert_close(in_place.values, copying.values, atol=1e-12, rtol=1e-12)
     assert in_place.skipped == copying.skipped
-    assert not layer.can_add_in_place(torch.zeros(16, 20, 6, dtype=torch.float64, requires_grad=True))
-    with pytest.raises(ValueError, match="residual_in_place"):
-        with torch.no_grad():
-            model.layers[0].forward_features(torch.zeros(16, 20, 1, dtype=torch.float64), residual_in_place=True)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        compiled.deep_layers_in_place(
+            model.layers,
+            torch.zeros(16, 20, 1, dtype=torch.float64),
+            None,
+            residual=True,
+            pruning=None,
+            n_real=16,
+        )
