@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["gam_groups", "disjoint_groups", "pair_groups", "butterfly_groups", "padded_size", "GroupIndex"]
+__all__ = ["GroupIndex", "butterfly_groups", "disjoint_groups", "gam_groups", "padded_size", "pair_groups"]
 
 
 def gam_groups(n_features: int) -> list[tuple[int, ...]]:
@@ -47,11 +47,11 @@ def butterfly_groups(n_padded: int, group_size: int, stage: int) -> list[tuple[i
     """
     _, n_stages = padded_size(n_padded, group_size)
     stride = group_size ** (stage % n_stages)
-    groups = []
-    for i in range(n_padded):
-        if (i // stride) % group_size == 0:
-            groups.append(tuple(i + j * stride for j in range(group_size)))
-    return groups
+    return [
+        tuple(i + j * stride for j in range(group_size))
+        for i in range(n_padded)
+        if (i // stride) % group_size == 0
+    ]
 
 
 class _Permute(torch.autograd.Function):
@@ -124,8 +124,9 @@ class GroupIndex(nn.Module):
     def gather(self, t: torch.Tensor) -> torch.Tensor:
         """``(F, ...)`` -> ``(k, M, ...)``, with the padding slot reading zeros."""
         k, m = self.slots.shape
-        if self.stride is not None:
-            return t.view(-1, k, self.stride, *t.shape[1:]).transpose(0, 1).reshape(k, m, *t.shape[1:])
+        if self.stride is not None:  # explicit sizes: -1 is ambiguous for an empty batch
+            blocks = self.n_features // (k * self.stride)
+            return t.view(blocks, k, self.stride, *t.shape[1:]).transpose(0, 1).reshape(k, m, *t.shape[1:])
         if self.partition:
             return _Permute.apply(t, self.slots.reshape(-1), self.inverse).view(k, m, *t.shape[1:])
         if self.padded:
@@ -136,7 +137,12 @@ class GroupIndex(nn.Module):
         """``(k, M, N, O)`` -> ``(F, N, O)``: each feature's values summed over its modules."""
         k, m, n, out = values.shape
         if self.stride is not None:  # the inverse transpose of gather
-            return values.reshape(k, -1, self.stride, n, out).transpose(0, 1).reshape(-1, n, out)
+            blocks = self.n_features // (k * self.stride)
+            return (
+                values.reshape(k, blocks, self.stride, n, out)
+                .transpose(0, 1)
+                .reshape(self.n_features, n, out)
+            )
         flat = values.reshape(k * m, n, out)
         if self.partition:  # every feature is in exactly one module
             return _Permute.apply(flat, self.inverse, self.slots.reshape(-1))

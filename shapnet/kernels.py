@@ -25,16 +25,45 @@ Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["applies", "relu_modules_forward", "relu_modules_backward", "prune_units"]
+__all__ = ["applies", "prune_units", "relu_modules_backward", "relu_modules_forward"]
 
 
 def applies(tensor: torch.Tensor) -> bool:
     """Whether the compiled kernels run on ``tensor``: CPU memory (NumPy views), float32 or float64."""
     return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+
+
+_CACHE_WARNED = False
+
+
+def _compiled(**options: object):  # type: ignore[no-untyped-def]
+    """``numba.njit(cache=True, nogil=True, **options)``, or an in-memory compilation when numba finds no
+    writable cache directory (read-only site-packages, no writable home or ``NUMBA_CACHE_DIR``): the
+    kernels then compile once per process instead of failing the import, with one warning."""
+
+    def wrap(fn):  # type: ignore[no-untyped-def]
+        global _CACHE_WARNED
+        try:
+            return njit(cache=True, nogil=True, **options)(fn)
+        except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
+            if not _CACHE_WARNED:
+                _CACHE_WARNED = True
+                warnings.warn(
+                    f"shapnet: numba cannot cache the compiled kernels ({err}); they are compiled in memory "
+                    "on first use in every process (10-20 s). Set NUMBA_CACHE_DIR to a writable directory "
+                    "to keep them.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return njit(cache=False, nogil=True, **options)(fn)
+
+    return wrap
 
 
 # Rows of one module processed together: the (k, rows, h) buffers stay in cache, and the matmuls are large
@@ -48,7 +77,7 @@ _CHUNK_BYTES = 1 << 18
 _RANK_BY_COMPARISON = 128
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def _add(total, term):  # pragma: no cover - compiled
     """``total += term`` for 2-D arrays, without the temporary that slice arithmetic allocates."""
     for a in range(total.shape[0]):
@@ -56,7 +85,7 @@ def _add(total, term):  # pragma: no cover - compiled
             total[a, b] += term[a, b]
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def _balanced(n_busy, chunk):  # pragma: no cover - compiled
     """Rows per chunk to split ``n_busy`` rows into chunks of at most ``chunk`` and near-equal size (a short
     remainder chunk would cost a round of small matmuls)."""
@@ -64,7 +93,7 @@ def _balanced(n_busy, chunk):  # pragma: no cover - compiled
     return max(1, -(-n_busy // n_chunks))
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - compiled
     """Module ``m``'s active slots into ``act (k, N)`` and its busy rows (some slot active) into ``rows``.
 
@@ -95,7 +124,7 @@ def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - comp
     return count
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pragma: no cover - compiled
     """``proj[j, :width] = delta[slots[j, m], rows[start : start + width]] @ w1[j, mw]`` (rows to d_buf)."""
     f = slots[j, m]
@@ -114,7 +143,7 @@ def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pr
         np.dot(d_buf[j, :width], w1[j, mw], proj[j, :width])
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def relu_modules_forward(
     delta, slots, w1, offset, w_out, active, weights_t, out, accumulate, norms
 ):  # pragma: no cover - compiled
@@ -191,7 +220,7 @@ def relu_modules_forward(
     return total_busy
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def relu_modules_backward(
     delta,
     slots,
@@ -308,7 +337,7 @@ def relu_modules_backward(
 
 
 # Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.
-@njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+@_compiled(fastmath={"reassoc", "nsz"})
 def prune_units(
     representation, units, n_prune, threshold, keep, active, out, in_place, given_norms
 ):  # pragma: no cover - compiled

@@ -21,6 +21,7 @@ A module whose inputs are all at the reference has Shapley values exactly 0; eve
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -30,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._backends import compiled, torch_plain, torch_tiles
+from ._backends.checks import check_layer
 from .coalitions import coalition_masks, shapley_weights
 from .groups import GroupIndex
 
-__all__ = ["GroupedMLP", "ModuleShapley", "ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "GroupedMLP", "ModuleShapley"]
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -103,7 +105,7 @@ class GroupedMLP(nn.Module):
         has_first_bias = bool(hidden) or readout_bias
         self.first_bias = nn.Parameter(torch.empty(n_modules, widths[0])) if has_first_bias else None
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n_modules, w_in, w_out)) for w_in, w_out in zip(widths[:-1], widths[1:])
+            nn.Parameter(torch.empty(n_modules, w_in, w_out)) for w_in, w_out in itertools.pairwise(widths)
         )
         # Biases of the hidden layers after the first; the readout's bias is separate (optional).
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(n_modules, w)) for w in widths[1:-1])
@@ -211,16 +213,25 @@ class GroupedMLP(nn.Module):
         Returns:
             :class:`ModuleShapley` with ``values (F, N, O)``.
         """
+        if delta.dim() != 3 or delta.shape[0] != index.n_features:
+            raise ValueError(
+                f"delta must have shape (F, N, C_in) with F = {index.n_features} features (the groups' "
+                f"index), got shape {tuple(delta.shape)}."
+            )
         n_rows = delta.shape[1]
-        if self.fused_relu and compiled.applies(delta):
+        if self.fused_relu and compiled.applies(delta):  # checks its input itself
             values, n_busy = compiled.feature_values(self, delta, index.slots, offset)
         else:
+            check_layer(
+                delta, index.slots, self.first_weight, offset, self.weights[-1] if self.fused_relu else None
+            )
             tiles = index.gather(delta)  # (k, M, N, C_in)
             active = tiles.abs().sum(-1) != 0  # a sum of |.| is 0 iff all are; ~4x faster than ne().any()
             backend = torch_tiles if self.fused_relu else torch_plain
             tile_values, n_busy = backend.values(self, tiles, offset, active, sparse)
             values = index.scatter(tile_values)
-        skipped = 1.0 - n_busy / max(1, index.slots.shape[1] * n_rows) if sparse else 0.0
+        pairs = index.slots.shape[1] * n_rows
+        skipped = 1.0 - n_busy / pairs if sparse and pairs else 0.0
         return ModuleShapley(values, self.base(offset), skipped)
 
     @property

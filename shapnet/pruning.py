@@ -15,7 +15,7 @@ import torch
 
 from ._backends import compiled
 
-__all__ = ["Pruning", "prune_features", "prune_features_and_mask", "as_pruning"]
+__all__ = ["Pruning", "as_pruning", "prune_features", "prune_features_and_mask"]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import kernels
+from .checks import check_layer, check_prune
 
 if TYPE_CHECKING:
     from ..layers import ShapleyLayer
@@ -47,6 +48,8 @@ class CompiledReluModules(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t
     ):
+        check_layer(delta, slots, first_weight, offset, out_weight, active)
+        _check_constants(first_weight.shape[0], weights_t, masks_t)
         delta, first_weight, offset, out_weight = (
             t.detach().contiguous() for t in (delta, first_weight, offset, out_weight)
         )
@@ -82,6 +85,12 @@ class CompiledReluModules(torch.autograd.Function):
             g if need else None for g, need in zip(grads, needed)
         )
         return grad_delta, None, grad_first, grad_offset, grad_out, None, None, None
+
+
+def _check_constants(k: int, weights_t: torch.Tensor, masks_t: torch.Tensor) -> None:
+    for name, t in (("weights_t", weights_t), ("masks_t", masks_t)):
+        if tuple(t.shape) != (k, 2**k):
+            raise ValueError(f"{name} must have shape (k, 2**k) = ({k}, {2**k}), got {tuple(t.shape)}.")
 
 
 def feature_values(
@@ -120,6 +129,9 @@ def add_values_(
         the number of busy (module, row) pairs and, with ``norms``, the features' L1 norms ``(F, N)`` after
         the addition (float64), which pruning needs next.
     """
+    check_layer(delta, slots, mlp.first_weight, offset, mlp.weights[-1], active, out=delta)
+    if not delta.is_contiguous() or torch.is_grad_enabled():
+        raise ValueError("add_values_ writes into delta: it needs a contiguous delta and autograd off.")
     weights_t = mlp.weights_t.to(delta.dtype)
     active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
     out_norms = torch.empty(delta.shape[:2], dtype=torch.float64) if norms else None
@@ -161,6 +173,8 @@ def prune(
     else:
         units = groups
     n_prune = int(fraction * units.shape[0]) if fraction else 0
+    threshold = -math.inf if threshold is None else float(threshold)
+    check_prune(representation, units, n_prune, threshold, norms)
     differentiable = representation.requires_grad and torch.is_grad_enabled()
     in_place = in_place and representation.is_contiguous() and not differentiable
     detached = representation.detach().contiguous()
@@ -238,7 +252,8 @@ def deep_layers_in_place(
                 values = None
             else:
                 values, n_busy = feature_values(mlp, rep, slots, offset, active)
-            fraction = 1.0 - n_busy / max(1, layer.n_modules * n_rows) if sparse else 0.0
+            pairs = layer.n_modules * n_rows
+            fraction = 1.0 - n_busy / pairs if sparse and pairs else 0.0
         if values is None:  # added in place
             new = rep
         elif residual and values.shape[-1] == rep.shape[-1]:

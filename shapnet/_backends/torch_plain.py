@@ -7,6 +7,7 @@ layout of :class:`~shapnet.modules.GroupedMLP`: ``delta (k, M, N, C_in)``, ``off
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -45,8 +46,6 @@ def values(
         return _dense(mlp, delta, offset, active), None
     k, m, n = active.shape
     rows, _, total = busy_rows(active)
-    if rows.shape[1] == 0:
-        return delta.new_zeros(k, m, n, mlp.out_channels), total
     n_busy = rows.shape[1]
     flat = (rows + torch.arange(m, device=rows.device).unsqueeze(1) * n).reshape(-1)  # (M*N_busy,)
 
@@ -59,10 +58,9 @@ def values(
 
     packed_offset = offset if offset.shape[1] == 1 else take(offset.expand(m, -1, -1).unsqueeze(0))[0]
     packed = _dense(mlp, take(delta), packed_offset, take(active))
-    out = packed.new_zeros(k, m * n, packed.shape[-1]).index_copy(
-        1, flat, packed.reshape(k, -1, packed.shape[-1])
-    )
-    return out.view(k, m, n, -1), total
+    o = packed.shape[-1]  # idle rows stay 0; sizes spelled out, as -1 is ambiguous when nothing is busy
+    out = packed.new_zeros(k, m * n, o).index_copy(1, flat, packed.reshape(k, m * n_busy, o))
+    return out.view(k, m, n, o), total
 
 
 def _dense(mlp: GroupedMLP, delta: torch.Tensor, offset: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -83,15 +81,17 @@ def mix(mlp: GroupedMLP, proj: torch.Tensor, offset: torch.Tensor) -> torch.Tens
         pre = torch.cat([pre, pre + proj[j]])
     z = mlp.act(pre)  # (2^k, M, N, h0)
     if len(mlp.hidden) > 1:
-        z = mlp.hidden_tail(z.transpose(0, 1).reshape(m, -1, h0)).view(m, 2**k, n, -1).transpose(0, 1)
+        z = mlp.hidden_tail(z.transpose(0, 1).reshape(m, 2**k * n, h0))  # (M, 2^k * N, h)
+        z = z.view(m, 2**k, n, z.shape[-1]).transpose(0, 1)
     weights_t = mlp.weights_t.to(z.dtype)
-    return (weights_t @ z.reshape(2**k, -1)).view(k, m, n, -1)
+    h = z.shape[-1]  # sizes spelled out: a -1 is ambiguous for an empty batch
+    return (weights_t @ z.reshape(2**k, m * n * h)).view(k, m, n, h)
 
 
 def matmul(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``(..., M, X, h) @ (M or 1, h, h')``; a shared weight (M = 1) runs as one large 2-D matmul."""
     if w.shape[0] == 1:
-        return (a.reshape(-1, a.shape[-1]) @ w[0]).view(*a.shape[:-1], w.shape[-1])
+        return (a.reshape(math.prod(a.shape[:-1]), a.shape[-1]) @ w[0]).view(*a.shape[:-1], w.shape[-1])
     if a.dim() == 3:
         return torch.bmm(a, w)
     return torch.matmul(a, w)

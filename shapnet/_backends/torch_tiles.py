@@ -32,10 +32,8 @@ def values(
     weights = (mlp.first_weight, offset, mlp.weights[-1], active, weights_t, masks_t)
     if not sparse:
         return ReluModules.apply(delta, *weights, None, None), None
-    k, m, n = active.shape
+    m = active.shape[1]
     rows, counts, total = busy_rows(active)
-    if rows.shape[1] == 0:
-        return delta.new_zeros(k, m, n, mlp.out_channels), total
     if offset.shape[1] > 1 and offset.shape[0] != m:
         weights = (mlp.first_weight, offset.expand(m, -1, -1), *weights[2:])
     return ReluModules.apply(delta, *weights, rows, counts), total
