@@ -212,7 +212,7 @@ def test_layers_and_models_on_an_empty_batch(monkeypatch: pytest.MonkeyPatch, pa
     if path == "torch":
         monkeypatch.setattr(compiled, "applies", lambda tensor: False)
     layer = ShapleyLayer([(0, 2), (1, 3)], 2, 3, hidden=(4,))
-    out = layer(torch.randn(0, 4, 2))
+    out = layer.shapley(torch.randn(0, 4, 2))
     assert out.values.shape == (0, 4, 3) and out.base.shape == (0, 3)
     for model in (DeepShapNet(6, 3, channels=4, hidden=(8,)), ShallowShapNet(5, 2, hidden=(4,))):
         x = torch.randn(0, model.input_shape[0])
