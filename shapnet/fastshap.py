@@ -81,6 +81,8 @@ class FastSHAP(nn.Module):
     """
 
     exact_for_any_baseline = False
+    reference: torch.Tensor
+    model: nn.Module
 
     def __init__(
         self,
@@ -98,7 +100,9 @@ class FastSHAP(nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
         if shape is None:
-            raise ValueError(f"{type(model).__name__} has no input_shape: pass input_shape=(F,) or (C, H, W).")
+            raise ValueError(
+                f"{type(model).__name__} has no input_shape: pass input_shape=(F,) or (C, H, W)."
+            )
         self.input_shape = tuple(int(s) for s in shape)
         if len(self.input_shape) not in (1, 3):
             raise ValueError(f"input_shape must be (F,) or (C, H, W), got {self.input_shape}.")
@@ -135,7 +139,9 @@ class FastSHAP(nn.Module):
     @property
     def n_players(self) -> int:
         """Features for tables, pixels (``H * W``) for images."""
-        return self.input_shape[0] if len(self.input_shape) == 1 else self.input_shape[1] * self.input_shape[2]
+        return (
+            self.input_shape[0] if len(self.input_shape) == 1 else self.input_shape[1] * self.input_shape[2]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The explained model's output ``(B, K)``."""
@@ -146,9 +152,7 @@ class FastSHAP(nn.Module):
         out = self.explainer(x)
         return out.reshape(x.shape[0], self.n_players, self._n_outputs)
 
-    def _normalised(
-        self, x: torch.Tensor, full: torch.Tensor, empty: torch.Tensor
-    ) -> torch.Tensor:
+    def _normalised(self, x: torch.Tensor, full: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
         raw = self._raw(x)  # (B, P, K)
         gap = full - empty - raw.sum(1)  # (B, K)
         return raw + gap.unsqueeze(1) / self.n_players
@@ -206,8 +210,10 @@ class FastSHAP(nn.Module):
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("n_coalitions", n_coalitions)):
             check_positive_int(value, name)
         data = check_input(torch.as_tensor(X, dtype=torch.float32), self.input_shape, name="X")
-        val = None if X_val is None else check_input(
-            torch.as_tensor(X_val, dtype=torch.float32), self.input_shape, name="X_val"
+        val = (
+            None
+            if X_val is None
+            else check_input(torch.as_tensor(X_val, dtype=torch.float32), self.input_shape, name="X_val")
         )
         optimiser = torch.optim.Adam(self.explainer.parameters(), lr=lr)
         best, best_state, waited = float("inf"), None, 0
@@ -229,9 +235,14 @@ class FastSHAP(nn.Module):
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
             if val is not None:
                 with torch.no_grad():
-                    record["val_loss"] = float(np.mean(
-                        [float(self._loss(val[idx], n_coalitions)) for idx in torch.arange(len(val)).split(256)]
-                    ))
+                    record["val_loss"] = float(
+                        np.mean(
+                            [
+                                float(self._loss(val[idx], n_coalitions))
+                                for idx in torch.arange(len(val)).split(256)
+                            ]
+                        )
+                    )
                 if record["val_loss"] < best:
                     best, waited = record["val_loss"], 0
                     best_state = {k: v.clone() for k, v in self.explainer.state_dict().items()}

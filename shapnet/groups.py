@@ -62,12 +62,12 @@ class _Permute(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, t, index, inverse):  # type: ignore[override]
+    def forward(ctx, t, index, inverse):
         ctx.save_for_backward(inverse)
         return t.index_select(0, index)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         (inverse,) = ctx.saved_tensors
         return grad.index_select(0, inverse), None, None
 
@@ -85,6 +85,10 @@ class GroupIndex(nn.Module):
         groups: ``M`` tuples of feature indices (validated by the caller).
         n_features: ``F``.
     """
+
+    groups: torch.Tensor
+    slots: torch.Tensor
+    inverse: torch.Tensor | None
 
     def __init__(self, groups: Sequence[Sequence[int]], n_features: int) -> None:
         super().__init__()

@@ -41,13 +41,13 @@ class _ChildSelect(torch.autograd.Function):
     estimator, as in the paper), so that children can be chosen by gradient descent."""
 
     @staticmethod
-    def forward(ctx, tau: torch.Tensor, slope: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, tau: torch.Tensor, slope: float) -> torch.Tensor:
         ctx.save_for_backward(tau)
         ctx.slope = slope
         return (tau > 0).to(tau.dtype)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (tau,) = ctx.saved_tensors
         s = torch.sigmoid(ctx.slope * tau)
         return grad * ctx.slope * s * (1 - s), None
@@ -116,8 +116,13 @@ class HarsanyiNet(ShapNet):
         if gamma <= 0 or slope <= 0:
             raise ValueError(f"gamma and slope must be positive, got gamma={gamma!r}, slope={slope!r}.")
         super().__init__(
-            n_features=n_features, n_outputs=n_outputs, hidden=list(hidden), child_ratio=child_ratio,
-            gamma=gamma, slope=slope, reference=None,
+            n_features=n_features,
+            n_outputs=n_outputs,
+            hidden=list(hidden),
+            child_ratio=child_ratio,
+            gamma=gamma,
+            slope=slope,
+            reference=None,
         )
         self.input_shape = (n_features,)
         self.gamma, self.slope = float(gamma), float(slope)
@@ -136,8 +141,10 @@ class HarsanyiNet(ShapNet):
         self.bias = nn.Parameter(torch.zeros(n_outputs))
 
     def extra_repr(self) -> str:
-        return (f"n_features={self.input_shape[0]}, n_outputs={self.n_outputs}, "
-                f"hidden={self.config['hidden']}, gamma={self.gamma}")
+        return (
+            f"n_features={self.input_shape[0]}, n_outputs={self.n_outputs}, "
+            f"hidden={self.config['hidden']}, gamma={self.gamma}"
+        )
 
     def receptive_fields(self) -> list[torch.Tensor]:
         """Per layer, ``(H_l, F)`` booleans: the input features below each unit."""
@@ -192,6 +199,9 @@ class VisionHarsanyiNet(ShapNet):
         ``x``: ``(B, C, H, W)``; ``forward``: ``(B, K)``; ``explain(x).values``: ``(B, H, W, K)``.
     """
 
+    valid: torch.Tensor  # (9, P): neighbour j of position p lies inside the image
+    neighbour: torch.Tensor  # (9, P): its flat index
+
     def __init__(
         self,
         in_channels: int,
@@ -217,8 +227,15 @@ class VisionHarsanyiNet(ShapNet):
         if gamma <= 0 or slope <= 0:
             raise ValueError(f"gamma and slope must be positive, got gamma={gamma!r}, slope={slope!r}.")
         super().__init__(
-            in_channels=in_channels, n_outputs=n_outputs, image_size=list(size), channels=channels,
-            n_layers=n_layers, child_ratio=child_ratio, gamma=gamma, slope=slope, reference=None,
+            in_channels=in_channels,
+            n_outputs=n_outputs,
+            image_size=list(size),
+            channels=channels,
+            n_layers=n_layers,
+            child_ratio=child_ratio,
+            gamma=gamma,
+            slope=slope,
+            reference=None,
         )
         height, width = size
         self.input_shape = (in_channels, height, width)
@@ -226,8 +243,9 @@ class VisionHarsanyiNet(ShapNet):
         ref = torch.as_tensor(0.0 if reference is None else reference, dtype=torch.float32)
         if ref.dim() == 1:
             ref = ref.reshape(-1, 1, 1)
-        self.register_buffer("reference", check_reference(torch.broadcast_to(ref, self.input_shape).clone(),
-                                                          self.input_shape))
+        self.register_buffer(
+            "reference", check_reference(torch.broadcast_to(ref, self.input_shape).clone(), self.input_shape)
+        )
         self.embed = nn.Conv2d(in_channels, channels, 1, bias=False)
         self.convs = nn.ParameterList(
             nn.Parameter(nn.init.kaiming_normal_(torch.empty(channels, channels * 9), nonlinearity="relu"))
@@ -241,7 +259,7 @@ class VisionHarsanyiNet(ShapNet):
         index = torch.arange(n_pos, dtype=torch.float32).reshape(1, 1, height, width) + 1
         neighbour = F.unfold(index, 3, padding=1)[0].long() - 1  # (9, P), -1 on padding
         self.register_buffer("neighbour", torch.where(neighbour < 0, torch.arange(n_pos), neighbour))
-        n_children = max(1, int(round(child_ratio * 9)))
+        n_children = max(1, round(child_ratio * 9))
         self.tau = nn.ParameterList(
             nn.Parameter(_initial_tau(n_pos, 9, n_children, 1.0).T.contiguous()) for _ in range(n_layers)
         )  # each (9, P)
@@ -251,8 +269,10 @@ class VisionHarsanyiNet(ShapNet):
         self.bias = nn.Parameter(torch.zeros(n_outputs))
 
     def extra_repr(self) -> str:
-        return (f"in_channels={self.input_shape[0]}, n_outputs={self.n_outputs}, "
-                f"image_size={tuple(self.input_shape[1:])}, n_layers={len(self.convs)}")
+        return (
+            f"in_channels={self.input_shape[0]}, n_outputs={self.n_outputs}, "
+            f"image_size={tuple(self.input_shape[1:])}, n_layers={len(self.convs)}"
+        )
 
     def _children(self, tau: torch.Tensor) -> torch.Tensor:
         """``(9, P)`` in {0, 1}: chosen neighbours that lie inside the image."""
@@ -291,5 +311,9 @@ class VisionHarsanyiNet(ShapNet):
                 layer_values.append(contribution.reshape(batch, height, width, -1))
         base = self.bias.to(x).expand(batch, -1)
         return ShapleyExplanation(
-            values.reshape(batch, height, width, -1), base, predictions, self.input_shape, layer_values or None
+            values.reshape(batch, height, width, -1),
+            base,
+            predictions,
+            self.input_shape,
+            layer_values or None,
         )
