@@ -7,10 +7,11 @@ Three kinds, each for tabular data ``(B, F)`` and images ``(B, C, H, W)``:
 * ``mlp``: a plain ReLU MLP (images are flattened), built from ``nn.ReLU`` modules so that gradient and
   DeepLift-style post-hoc methods see an ordinary network.
 
-ROAR retrains one model per cell (often a hundred or more per run), so training is a plain, short torch loop
-(:func:`train_model`): Adam, a per-call ``torch.Generator`` for shuffling, the global RNG touched only to
-initialise weights (under a lock, so threads of one process, e.g. an in-process Dask worker, cannot
-interleave seeding and initialisation), and one intra-op thread (:func:`single_thread`) so that the
+ROAR retrains one model per cell (often a hundred or more per run), so training is short
+(:func:`train_model`: the project's loop :func:`shapnet.training.fit` with Adam, a constant learning rate and
+no penalties): shuffling from a per-call ``torch.Generator``, the global RNG touched only to initialise
+weights (under a lock, so threads of one process, e.g. an in-process Dask worker, cannot interleave seeding
+and initialisation), and one intra-op thread (:func:`single_thread`) so that the
 result depends on the seed only, not on the machine's thread count or on other jobs.
 """
 
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from shapnet import DeepShapNet, ShallowShapNet, Stage, VisionShapNet
+from shapnet.training import fit
 
 __all__ = [
     "MODEL_KINDS",
@@ -204,22 +206,15 @@ def train_model(
     Returns:
         ``model``, in eval mode.
     """
-    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    y_t = torch.as_tensor(np.asarray(y)).long()
+    X_t = np.asarray(X, dtype=np.float32)
+    y_t = np.asarray(y)
     if len(X_t) != len(y_t) or len(X_t) == 0:
         raise ValueError(f"X and y must be non-empty with equal lengths, got {len(X_t)} and {len(y_t)}.")
-    generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    n, batch = len(X_t), config.batch_size
-    model.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(X_t[idx]), y_t[idx]).backward()
-            optimizer.step()
+    # The project's one training loop, with this benchmark's recipe: Adam, constant lr, no penalties.
+    fit(
+        model, X_t, y_t, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        weight_decay=config.weight_decay, optimizer="adam", lr_schedule=None, seed=seed, progress=False,
+    )
     return model.eval()
 
 

@@ -382,6 +382,9 @@ class Stage:
     split: int | None = None
 
 
+#: Rules for a VisionShapNet's reference taken from the training images (:meth:`VisionShapNet.fit_reference`).
+REFERENCE_RULES = ("mean", "min")
+
 DEFAULT_STAGES = (
     Stage(16, kernel_size=2, dilation=1, hidden=(32,)),
     Stage(32, kernel_size=2, dilation=2, hidden=(64,)),
@@ -407,7 +410,11 @@ class VisionShapNet(ShapNet):
         readout_hidden: hidden widths of the final 1x1 stage.
         activation: inner activation.
         residual: add a stage's input to its output where the channel counts match.
-        reference: ``(C,)`` or ``(C, H, W)``; default zeros.
+        reference: what "absent" means: ``(C,)`` or ``(C, H, W)`` values (default zeros, which is the mean
+            of standardised images), or a rule taken from the training images by :meth:`fit_reference`
+            (which :func:`shapnet.training.fit` calls): ``"mean"`` (per channel) or ``"min"`` (per
+            channel: the background of images on a black background, such as MNIST). The rule is kept in
+            :attr:`config` and the values in the ``reference`` buffer, so both travel in checkpoints.
         prune: None, a fraction, a dict or a :class:`~shapnet.pruning.Pruning` (pixels per stage).
 
     Shape:
@@ -432,16 +439,28 @@ class VisionShapNet(ShapNet):
         stage_list = [s if isinstance(s, Stage) else Stage(**s) for s in stages]
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         pruning = as_pruning(prune)
+        rule = reference if isinstance(reference, str) else None
+        if rule is not None and rule not in REFERENCE_RULES:
+            raise ValueError(
+                "reference must be values (a number, a (C,) or (C, H, W) tensor) or one of "
+                f"{REFERENCE_RULES}, got {reference!r}."
+            )
         super().__init__(
             in_channels=in_channels, n_classes=n_classes,
             stages=[{**asdict(s), "hidden": list(s.hidden)} for s in stage_list],
             image_size=list(size), readout_hidden=list(readout_hidden), activation=activation,
             residual=residual, prune=None if pruning is None else pruning.to_dict(),
+            **({} if rule is None else {"reference": rule}),
         )
         self._check_pruning(pruning)
         self.input_shape = (in_channels, *size)
         self.residual, self.pruning = residual, pruning
-        self.register_buffer("reference", check_reference(reference, self.input_shape))
+        self.register_buffer("reference", check_reference(None if rule else reference, self.input_shape))
+        #: ``"mean"`` / ``"min"`` when the reference is taken from data, else None.
+        self.reference_rule = rule
+        self._reference_pending = rule is not None
+        # Loaded weights carry the reference that the rule produced when the model was trained.
+        self.register_load_state_dict_post_hook(_reference_loaded)
         convs, splits, channels = [], [], in_channels
         for number, stage in enumerate(stage_list):
             _check_stage_fits(stage, number, size, stages is DEFAULT_STAGES)
@@ -463,7 +482,31 @@ class VisionShapNet(ShapNet):
         self.bias = nn.Parameter(torch.zeros(n_classes))
 
     def extra_repr(self) -> str:
-        return f"input_shape={self.input_shape}, n_classes={self.n_outputs}, splits={self.splits}, prune={self.pruning}"
+        rule = "" if self.reference_rule is None else f", reference={self.reference_rule!r}"
+        return (
+            f"input_shape={self.input_shape}, n_classes={self.n_outputs}, splits={self.splits}, "
+            f"prune={self.pruning}{rule}"
+        )
+
+    @torch.no_grad()
+    def fit_reference(self, X: object) -> VisionShapNet:
+        """Set a rule reference (``"mean"`` / ``"min"`` per channel) from training images; returns self.
+
+        A reference given as values is left alone. Args: ``X``: ``(N, C, H, W)`` array or tensor.
+        """
+        if self.reference_rule is None:
+            return self
+        x = torch.as_tensor(X)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape or len(x) == 0:
+            raise ValueError(
+                "fit_reference needs training images of shape "
+                f"(N, {', '.join(map(str, self.input_shape))}) with N >= 1, got {tuple(x.shape)}."
+            )
+        x = x.to(torch.float64)
+        stat = x.mean((0, 2, 3)) if self.reference_rule == "mean" else x.amin((0, 2, 3))
+        self.reference.copy_(stat.view(-1, 1, 1).expand(self.input_shape))
+        self._reference_pending = False
+        return self
 
     def _check_pruning(self, pruning: Pruning | None) -> None:
         if pruning is not None and pruning.granularity != "feature":
@@ -473,6 +516,12 @@ class VisionShapNet(ShapNet):
             )
 
     def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
+        if self._reference_pending:
+            raise ValueError(
+                f"this VisionShapNet takes its reference from the training images (reference="
+                f"{self.reference_rule!r}), but has not seen any: call model.fit_reference(X_train) or train "
+                "it with shapnet.training.fit, or pass the reference as values."
+            )
         ref = self.reference.to(x)
         rep = x - ref
         collected, skipped = [], []
@@ -525,3 +574,8 @@ def _check_stage_fits(stage: Stage, number: int, size: tuple[int, int], default:
         f"stage {number} (kernel_size={stage.kernel_size}, dilation={stage.dilation}, padding={stage.padding}) "
         f"spans {span} pixels, which does not fit image_size {size[0]}x{size[1]}. {hint}"
     )
+
+
+def _reference_loaded(module: nn.Module, incompatible_keys: object) -> None:
+    """After ``load_state_dict``: the reference buffer holds the values the rule gave in training."""
+    module._reference_pending = False

@@ -1,39 +1,40 @@
-"""A short, resumable training recipe for any ShapNet, and its command line.
+"""The training loop of the project: :func:`fit`, for any ShapNet (or any classifier or regressor module).
 
-:func:`fit` trains with AdamW, an optional per-batch cosine learning-rate schedule, and the explanation
-penalties of DESIGN §6 (L1 / L-infinity on the Shapley values, and the Shapley-consistency loss of
-:mod:`shapnet.consistency`), all computed from the same explained forward pass as the prediction.
+:func:`fit` trains with AdamW (or Adam), an optional per-batch cosine learning-rate schedule, and the
+explanation penalties of DESIGN §6 (L1 / L-infinity on the Shapley values, and the Shapley-consistency loss
+of :mod:`shapnet.consistency`), all computed from the same explained forward pass as the prediction.
 With ``checkpoint=path`` it saves the model, optimizer, scheduler, RNG states and history at the end of
 every epoch (atomically, through :func:`shapnet.save`); calling it again with the same path continues
 from the last finished epoch and ends exactly where an uninterrupted run would.
 
-Command line (writes ``result.json``, ``checkpoint.pt`` and ``model.pt`` into ``--out``)::
+Under an initialised process group (e.g. ``torchrun --nproc-per-node N -m shapnet.training ...``) it
+trains with ``DistributedDataParallel`` on the same global batches as one process would (see
+:mod:`shapnet.distributed`): the result equals a one-process run up to float rounding.
 
-    python -m shapnet.training --dataset mnist --data-dir /work/shared/data --epochs 3 --threads 1 \\
-        --eval-test-every-epoch --out results/mnist/default_e3
+It reads as its steps: :func:`_check_options` (arguments), :func:`_prepare_data`, :class:`_TrainState`
+(what a checkpoint holds, saved and restored), :func:`_run_epoch` (one pass over the data) and
+:func:`_validate`. The command line lives in :mod:`shapnet.train_cli` (``python -m shapnet.training``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from .distributed import GlobalBatchSampler, World
 from .io import load_checkpoint, save
 from .models import ShapNet, Stage
 from .regularizers import explanation_penalty
 
-__all__ = ["TrainResult", "fit", "evaluate", "training_loss", "DIGITS_STAGES", "MNIST_STAGES", "main"]
+__all__ = ["TrainResult", "fit", "evaluate", "training_loss", "DIGITS_STAGES", "main"]
 
 Task = Literal["classification", "regression"]
 
@@ -43,9 +44,6 @@ DIGITS_STAGES = (
     Stage(32, kernel_size=2, dilation=2, hidden=(32,)),
     Stage(32, kernel_size=2, dilation=4, hidden=(32,), split=16),
 )
-
-#: Stages used by the command line for MNIST (see the README, "MNIST", for how they were chosen).
-MNIST_STAGES: tuple[Stage, ...] | None = None  # None: shapnet.models.DEFAULT_STAGES
 
 
 @dataclass
@@ -62,7 +60,7 @@ class TrainResult:
         resumed_from: epochs already finished in the checkpoint when this call started (0 if fresh).
     """
 
-    model: ShapNet
+    model: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int = 0
 
@@ -81,7 +79,12 @@ class TrainResult:
 # Loss
 # --------------------------------------------------------------------------- #
 def _check_nonnegative(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= 0
+        or not math.isfinite(value)
+    ):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     return float(value)
 
@@ -101,7 +104,7 @@ def _check_regularization(
 
 
 def training_loss(
-    model: ShapNet,
+    model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -111,16 +114,19 @@ def training_loss(
     reg_layers: Literal["last", "all"] = "last",
     consistency: float = 0.0,
     n_coalitions: int = 1,
+    generator: torch.Generator | None = None,
+    coalitions: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training objective: ``criterion(logits, y)`` plus the weighted explanation penalties.
 
-    Everything comes from one explained forward pass (``model.explain``), whose predictions are the
-    logits. With ``consistency > 0`` that pass also covers the ``B * n_coalitions`` masked inputs and the
-    reference that :func:`shapnet.consistency.shapley_consistency` needs (built by
+    With a penalty, everything comes from one explained forward pass (``model.explain``), whose
+    predictions are the logits; with ``consistency > 0`` that pass also covers the ``B * n_coalitions``
+    masked inputs and the reference that :func:`shapnet.consistency.shapley_consistency` needs (built by
     :func:`~shapnet.consistency.consistency_inputs`, scored by :func:`~shapnet.consistency.consistency_loss`).
+    Without penalties it is ``criterion(model(x), y)``, so any module returning logits works.
 
     Args:
-        model: a ShapNet.
+        model: a ShapNet (any ``nn.Module`` returning ``(B, K)`` when no penalty is asked for).
         x: ``(B, *input_shape)``.
         y: targets as ``criterion`` expects them (``(B,)`` class indices, or ``(B, K)`` for regression).
         criterion: e.g. ``nn.CrossEntropyLoss()``.
@@ -129,18 +135,32 @@ def training_loss(
         reg_layers: penalise the last layer's values or every layer's representation.
         consistency: weight of the Shapley-consistency loss (0 disables it, and it is not imported).
         n_coalitions: coalitions sampled per sample for the consistency loss.
+        generator: draws those coalitions (None: torch's global RNG).
+        coalitions: ``(inputs, mask)`` as :func:`~shapnet.consistency.consistency_inputs` returns them for
+            this ``x``, drawn by the caller (distributed training draws them for the global batch); None:
+            drawn here.
 
     Returns:
         ``(loss, logits)``: a scalar and ``(B, K)``.
     """
     layers = reg_layers == "all" and (l1 > 0 or linf > 0)
+    if not (l1 > 0 or linf > 0 or consistency > 0):
+        logits = model(x)
+        return criterion(logits, y), logits
+    if not isinstance(model, ShapNet):
+        raise TypeError(
+            f"the explanation penalties (l1, linf, consistency) need a ShapNet, got {type(model).__name__}; "
+            "train it with l1=linf=consistency=0."
+        )
     consistency_term = None
     if consistency > 0:
         from .consistency import consistency_inputs, consistency_loss  # imported only when asked for
 
         # The masked inputs x_S and the reference ride along in the same explained forward as the batch:
         # one call, the same numbers as shapley_consistency(model, x, values) (same RNG draws).
-        extra, mask = consistency_inputs(model, x, n_coalitions=n_coalitions)
+        if coalitions is None:
+            coalitions = consistency_inputs(model, x, n_coalitions=n_coalitions, generator=generator)
+        extra, mask = coalitions
         full = model.explain(torch.cat([x, extra]), layers=layers)
         explanation = full[: x.shape[0]]
         consistency_term = consistency_loss(full.predictions[x.shape[0] :], explanation.values, mask)
@@ -187,7 +207,9 @@ def _as_xy(
         )
     if task == "classification":
         if y_t.is_floating_point() and not bool((y_t == y_t.round()).all()):
-            raise ValueError(f"{y_name} must hold integer class indices for classification, got non-integer values.")
+            raise ValueError(
+                f"{y_name} must hold integer class indices for classification, got non-integer values."
+            )
         y_t = y_t.long()
     else:
         y_t = y_t.to(dtype)
@@ -196,33 +218,49 @@ def _as_xy(
 
 def _score(logits: torch.Tensor, y: torch.Tensor, task: Task) -> float:
     """Accuracy (classification) or R² (regression) of ``(N, K)`` logits."""
+    hits, total = _score_sums(logits, y, task)
+    return _finish_score(hits, total, y, task)
+
+
+def _score_sums(logits: torch.Tensor, y: torch.Tensor, task: Task) -> tuple[float, float]:
+    """``(correct, rows)`` (classification) or ``(squared error, rows)`` (regression).
+
+    Sums, so that shares scored on different ranks add up."""
     if task == "classification":
-        return float((logits.argmax(1) == y).double().mean())
-    pred, y = logits[:, 0].double(), y.double()
-    total = float(((y - y.mean()) ** 2).sum())
-    residual = float(((y - pred) ** 2).sum())
-    return 1.0 - residual / total if total > 0 else float("nan")
+        return float((logits.argmax(1) == y).sum()), float(len(y))
+    return float(((logits[:, 0].double() - y.double()) ** 2).sum()), float(len(y))
+
+
+def _finish_score(hits: float, rows: float, y: torch.Tensor, task: Task) -> float:
+    """Accuracy from ``(correct, rows)``, or R² from the squared error and every row's target ``y``."""
+    if task == "classification":
+        return hits / rows if rows else float("nan")
+    total = float(((y.double() - y.double().mean()) ** 2).sum())
+    return 1.0 - hits / total if total > 0 else float("nan")
 
 
 @torch.no_grad()
-def _predict(model: ShapNet, X: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _predict(model: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
     dtype, device = _model_dtype_device(model)
     was_training = model.training
     model.eval()
     try:
-        out = [model(X[i : i + batch_size].to(device=device, dtype=dtype)).cpu() for i in range(0, len(X), batch_size)]
+        out = [
+            model(X[i : i + batch_size].to(device=device, dtype=dtype)).cpu()
+            for i in range(0, len(X), batch_size)
+        ]
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, model.n_outputs)
+    return torch.cat(out) if out else torch.empty(0, getattr(model, "n_outputs", 1))
 
 
 def evaluate(
-    model: ShapNet, X: object, y: object, batch_size: int = 512, *, task: Task = "classification"
+    model: nn.Module, X: object, y: object, batch_size: int = 512, *, task: Task = "classification"
 ) -> float:
     """Accuracy (classification) or R² (regression) of ``model`` on ``(X, y)``.
 
     Args:
-        model: a ShapNet.
+        model: a ShapNet (or any module returning ``(N, K)`` logits).
         X: ``(N, *input_shape)`` array or tensor.
         y: ``(N,)`` class indices (or float targets for regression).
         batch_size: rows per forward pass (memory only; the result does not depend on it).
@@ -245,15 +283,385 @@ def _check_batch_size(batch_size: object) -> int:
 
 
 # --------------------------------------------------------------------------- #
-# Training
+# Training, step 1: the arguments
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one :func:`fit` call (``epochs`` aside, what a checkpoint must match)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: str
+    l1: float
+    linf: float
+    reg_layers: str
+    consistency: float
+    n_coalitions: int
+    seed: int
+    task: str
+    lr_schedule: str | None
+
+    @property
+    def penalised(self) -> bool:
+        return self.l1 > 0 or self.linf > 0 or self.consistency > 0
+
+    def settings(self, n_train: int) -> dict[str, Any]:
+        """What a checkpoint records and a resumed call must repeat (the optimizer only when not AdamW,
+        so checkpoints written before the option existed still resume)."""
+        out = {
+            k: v for k, v in asdict(self).items() if k != "epochs" and not (k == "optimizer" and v == "adamw")
+        }
+        return {**out, "n_train": n_train}
+
+
+def _check_options(model: nn.Module, **options: Any) -> _Options:
+    """Validate :func:`fit`'s options against each other and the model; raise ValueError/TypeError."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module (e.g. shapnet.VisionShapNet), got {type(model).__name__}."
+        )
+    epochs = options["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}.")
+    _check_task(options["task"])
+    if options["lr_schedule"] not in ("cosine", None):
+        raise ValueError(f"lr_schedule must be 'cosine' or None, got {options['lr_schedule']!r}.")
+    if options["optimizer"] not in ("adamw", "adam"):
+        raise ValueError(f"optimizer must be 'adamw' or 'adam', got {options['optimizer']!r}.")
+    l1, linf, consistency = _check_regularization(
+        options["l1"], options["linf"], options["reg_layers"], options["consistency"], options["n_coalitions"]
+    )
+    opts = _Options(
+        epochs=int(epochs),
+        batch_size=_check_batch_size(options["batch_size"]),
+        lr=_check_nonnegative(options["lr"], "lr"),
+        weight_decay=_check_nonnegative(options["weight_decay"], "weight_decay"),
+        optimizer=options["optimizer"],
+        l1=l1,
+        linf=linf,
+        reg_layers=options["reg_layers"],
+        consistency=consistency,
+        n_coalitions=int(options["n_coalitions"]),
+        seed=int(options["seed"]),
+        task=options["task"],
+        lr_schedule=options["lr_schedule"],
+    )
+    if opts.penalised and not isinstance(model, ShapNet):
+        raise TypeError(
+            f"l1, linf and consistency penalise a ShapNet's explanations, got a {type(model).__name__}; "
+            "pass a ShapNet or leave them at 0."
+        )
+    n_outputs = getattr(model, "n_outputs", None)
+    if opts.task == "regression" and n_outputs is not None and n_outputs != 1:
+        raise ValueError(f"task='regression' needs a model with n_outputs=1, got {n_outputs}.")
+    if options["checkpoint"] is not None and not isinstance(model, ShapNet):
+        raise TypeError(
+            "checkpoint= saves the model with shapnet.save, which takes a ShapNet, got a "
+            f"{type(model).__name__}; "
+            "pass checkpoint=None."
+        )
+    return opts
+
+
+# --------------------------------------------------------------------------- #
+# Step 2: the data
+# --------------------------------------------------------------------------- #
+@dataclass
+class _Data:
+    X: torch.Tensor
+    y: torch.Tensor
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_classes(y: torch.Tensor, n_outputs: int) -> None:
+    if int(y.min()) < 0 or int(y.max()) >= n_outputs:
+        raise ValueError(
+            f"y_train must hold class indices in [0, {n_outputs}) for a model with {n_outputs} "
+            f"outputs, got values in [{int(y.min())}, {int(y.max())}]."
+        )
+
+
+def _prepare_data(
+    model: nn.Module, X_train: object, y_train: object, X_val: object, y_val: object, task: Task
+) -> _Data:
+    """CPU tensors in the model's dtype, checked against the model and each other."""
+    if (X_val is None) != (y_val is None):
+        raise ValueError("pass both X_val and y_val, or neither.")
+    dtype, _ = _model_dtype_device(model)
+    X, y = _as_xy(X_train, y_train, task, dtype, "X_train")
+    if len(X) == 0:
+        raise ValueError("X_train is empty: expected at least 1 sample.")
+    if task == "classification":
+        n_outputs = getattr(model, "n_outputs", None)
+        _check_classes(y, n_outputs if n_outputs is not None else _predict(model, X[:1], 1).shape[-1])
+    val = None if X_val is None else _as_xy(X_val, y_val, task, dtype, "X_val")
+    criterion = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
+    return _Data(X, y, val, criterion)
+
+
+# --------------------------------------------------------------------------- #
+# Step 3: the state a checkpoint holds
 # --------------------------------------------------------------------------- #
 def _cosine(total_steps: int) -> Callable[[int], float]:
     # Per batch, from 1 down to 0 at the last step: smooth even for runs of a few epochs.
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
 
 
+@dataclass
+class _TrainState:
+    """Everything that changes while training: weights (in ``model``), optimizer, schedule, RNGs, history.
+
+    ``shuffle`` draws each epoch's permutation; ``coalitions`` the consistency loss's coalitions. Both are
+    private generators (the global RNG is never touched, so concurrent fits in threads stay independent)
+    and both are checkpointed, which makes a resumed run bit-identical to an uninterrupted one.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None
+    shuffle: torch.Generator
+    coalitions: torch.Generator
+    settings: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, model: nn.Module, opts: _Options, n_train: int) -> _TrainState:
+        optimizer_cls = torch.optim.AdamW if opts.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        steps = opts.epochs * math.ceil(n_train / opts.batch_size)
+        scheduler = (
+            torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(steps))
+            if opts.lr_schedule == "cosine"
+            else None
+        )
+        return cls(
+            model,
+            optimizer,
+            scheduler,
+            shuffle=torch.Generator().manual_seed(opts.seed),
+            coalitions=torch.Generator().manual_seed(opts.seed),
+            settings=opts.settings(n_train),
+        )
+
+    @property
+    def epoch(self) -> int:
+        """Finished epochs."""
+        return len(self.history)
+
+    def extra(self, epochs: int) -> dict[str, Any]:
+        """The training state as the ``extra`` of :func:`shapnet.save`."""
+        return {
+            "epoch": self.epoch,
+            "epochs": int(epochs),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": {"torch": self.coalitions.get_state(), "shuffle": self.shuffle.get_state()},
+            "history": self.history,
+            "settings": self.settings,
+        }
+
+    def save(self, path: str | os.PathLike, epochs: int, world: World) -> None:
+        """Rank 0 writes the checkpoint (atomically); every rank waits until it is complete."""
+        if world.is_main:
+            save(self.model, path, extra=self.extra(epochs))  # type: ignore[arg-type]
+        world.barrier()
+
+    def restore(self, path: str | os.PathLike, device: torch.device) -> None:
+        """Load a checkpoint written by :meth:`save` into this state (weights, optimizer, RNGs, history)."""
+        payload = load_checkpoint(path, map_location=device)
+        where, model = os.fspath(path), self.model
+        config = model.config  # type: ignore[union-attr]
+        if payload["class"] != type(model).__name__ or payload["config"] != config:
+            raise ValueError(
+                f"checkpoint {where!r} holds a {payload['class']} with config {payload['config']}, but the "
+                f"model passed is a {type(model).__name__} with config {config}. Pass the same model, "
+                "another checkpoint path, or resume=False to start afresh."
+            )
+        extra = payload["extra"]
+        needed = {"epoch", "optimizer", "scheduler", "rng", "history", "settings"}
+        if not needed <= set(extra):
+            raise ValueError(
+                f"checkpoint {where!r} has no training state (extra keys {sorted(extra)}; expected "
+                f"{sorted(needed)}): it was not written by shapnet.training.fit. Use another path or "
+                "resume=False."
+            )
+        saved = extra["settings"]
+        changed = {k: (saved.get(k), v) for k, v in self.settings.items() if saved.get(k) != v}
+        changed.update({k: (v, None) for k, v in saved.items() if k not in self.settings})
+        if changed:
+            diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"checkpoint {where!r} was trained with other settings ({diff}); resuming would mix two "
+                "runs. Pass the same settings, another checkpoint path, or resume=False."
+            )
+        model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(extra["optimizer"])
+        if self.scheduler is not None:
+            # The step counter comes from the checkpoint, the schedule's length from this call (``epochs``
+            # may have changed): set the current lr from the new schedule (identical if epochs is unchanged).
+            self.scheduler.load_state_dict(extra["scheduler"])
+            for group, base_lr, schedule in zip(  # noqa: B905 (equal lengths: one per param group)
+                self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas
+            ):
+                group["lr"] = base_lr * schedule(self.scheduler.last_epoch)
+        self.shuffle.set_state(extra["rng"]["shuffle"])
+        self.coalitions.set_state(extra["rng"]["torch"])
+        self.history[:] = list(extra["history"])
+
+
+# --------------------------------------------------------------------------- #
+# Step 4: one epoch
+# --------------------------------------------------------------------------- #
+class _Objective(nn.Module):
+    """:func:`training_loss` as a module, so that ``DistributedDataParallel`` wraps the whole explained pass
+    (its gradient hooks need the loss to come out of the wrapped ``forward``)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        opts: _Options,
+    ) -> None:
+        super().__init__()
+        self.model, self.criterion, self.opts = model, criterion, opts
+
+    def forward(
+        self, x: torch.Tensor, target: torch.Tensor, coalitions: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        o = self.opts
+        return training_loss(
+            self.model,
+            x,
+            target,
+            self.criterion,
+            l1=o.l1,
+            linf=o.linf,
+            reg_layers=o.reg_layers,  # type: ignore[arg-type]
+            consistency=o.consistency,
+            n_coalitions=o.n_coalitions,
+            coalitions=coalitions,
+        )
+
+
+def _local_batches(
+    sampler: GlobalBatchSampler,
+    state: _TrainState,
+    data: _Data,
+    opts: _Options,
+    world: World,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, int, int, tuple[torch.Tensor, torch.Tensor] | None]]:
+    """Per step: this rank's indices, its sample count, the global batch's size, and its consistency inputs.
+
+    The consistency coalitions are drawn for the whole global batch on every rank (same generator state),
+    and each rank keeps its samples' rows: the same draws as one process. A rank with no sample in the last
+    batch computes the loss of the batch's first sample with weight 0, so that every rank still runs the
+    forward and backward passes DistributedDataParallel synchronises.
+    """
+    for batch in sampler.global_batches():
+        positions = torch.arange(world.rank, len(batch), world.size)
+        count = len(positions)
+        if count == 0:
+            positions = torch.zeros(1, dtype=torch.long)
+        coalitions = None
+        if opts.consistency > 0:
+            from .consistency import consistency_inputs
+
+            extra, mask = consistency_inputs(
+                state.model, data.X[batch], n_coalitions=opts.n_coalitions, generator=state.coalitions
+            )
+            if world.distributed:
+                rows = (
+                    positions.unsqueeze(1) * opts.n_coalitions + torch.arange(opts.n_coalitions)
+                ).flatten()
+                extra, mask = torch.cat([extra[rows], extra[-1:]]), mask[rows]
+            coalitions = (extra.to(device), mask.to(device))
+        yield batch[positions] if world.distributed else batch, count, len(batch), coalitions
+
+
+def _run_epoch(
+    step: nn.Module,
+    state: _TrainState,
+    data: _Data,
+    opts: _Options,
+    world: World,
+    device: torch.device,
+    bar: Any,
+) -> dict[str, Any]:
+    """Train one epoch; return its history row without validation (loss and train score over all ranks)."""
+    tic = time.perf_counter()
+    epoch = state.epoch
+    state.model.train()
+    sampler = GlobalBatchSampler(len(data.X), opts.batch_size, state.shuffle, world)
+    sampler.set_epoch(epoch)
+    loss_sum, hits = 0.0, 0.0
+    classification = opts.task == "classification"
+    for index, (idx, count, global_count, coalitions) in enumerate(
+        _local_batches(sampler, state, data, opts, world, device)
+    ):
+        xb = data.X[idx].to(device, non_blocking=True)
+        yb = data.y[idx].to(device, non_blocking=True)
+        loss, logits = step(xb, yb if classification else yb.unsqueeze(1), coalitions)
+        value = float(loss.detach())
+        if world.distributed:
+            # Each rank's loss is a mean over its share; DDP averages the gradients over ranks, so weigh the
+            # share by its size to get the gradient of the global batch's mean (exact for unequal shares).
+            loss = loss * (count * world.size / global_count)
+            value = world.sum([value * count], device)[0] / global_count  # the global batch's objective
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"the training loss became {value} at epoch {epoch + 1}, step {index + 1}; "
+                "lower lr or the penalty weights."
+            )
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        if state.scheduler is not None:
+            state.scheduler.step()
+        loss_sum += value * global_count
+        if count:
+            with torch.no_grad():
+                hits += _score_sums(logits.detach(), yb, opts.task)[0]  # type: ignore[arg-type]
+        bar.update(1)
+        if hasattr(bar, "set_postfix"):
+            done = min(len(data.X), (index + 1) * opts.batch_size)
+            bar.set_postfix(epoch=f"{epoch + 1}/{opts.epochs}", loss=f"{loss_sum / done:.4f}")
+    (hits,) = world.sum([hits], device)
+    metric = "acc" if classification else "r2"
+    return {
+        "epoch": epoch + 1,
+        "loss": loss_sum / len(data.X),
+        f"train_{metric}": _finish_score(hits, float(len(data.X)), data.y, opts.task),  # type: ignore[arg-type]
+        f"val_{metric}": None,
+        "lr": state.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - tic,
+    }
+
+
+def _validate(
+    model: nn.Module,
+    val: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int,
+    task: Task,
+    world: World,
+    device: torch.device,
+) -> float:
+    """Accuracy or R² on ``val``; each rank scores every ``size``-th row and the sums are reduced."""
+    X, y = val
+    mine = slice(world.rank, None, world.size)
+    hits, rows = _score_sums(_predict(model, X[mine], batch_size), y[mine], task)
+    hits, rows = world.sum([hits, rows], device)
+    return _finish_score(hits, rows, y, task)
+
+
+# --------------------------------------------------------------------------- #
+# fit: the steps in order
+# --------------------------------------------------------------------------- #
 def fit(
-    model: ShapNet,
+    model: nn.Module,
     X_train: object,
     y_train: object,
     *,
@@ -261,6 +669,7 @@ def fit(
     batch_size: int = 128,
     lr: float = 3e-3,
     weight_decay: float = 0.0,
+    optimizer: Literal["adamw", "adam"] = "adamw",
     l1: float = 0.0,
     linf: float = 0.0,
     reg_layers: Literal["last", "all"] = "last",
@@ -278,20 +687,30 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` in place with AdamW, explanation penalties and per-epoch checkpoints.
 
-    Shuffling uses a dedicated ``torch.Generator`` seeded with ``seed``; the global torch RNG (used by
-    the consistency loss to sample coalitions) is seeded with ``seed`` inside ``torch.random.fork_rng``,
-    so the caller's RNG state is left untouched. Both RNG states are checkpointed, which makes a resumed
-    run bit-identical to an uninterrupted one. Initialise the model's weights yourself (e.g. under
-    ``torch.manual_seed``) before calling.
+    Randomness comes from two private ``torch.Generator`` s seeded with ``seed`` (shuffling; the
+    consistency loss's coalitions), never from the global RNG, so the caller's RNG state is left untouched
+    and fits in concurrent threads do not interfere. Both are checkpointed, which makes a resumed run
+    bit-identical to an uninterrupted one. Initialise the model's weights yourself (e.g. under
+    ``torch.manual_seed``) before calling. A :class:`~shapnet.VisionShapNet` whose reference is a rule
+    (``"mean"``, ``"min"``) takes it from ``X_train`` when a run starts (not when it resumes).
+
+    Distributed: when a process group with more than one rank is initialised, every rank calls ``fit`` with
+    the whole training set and its model on its device; the model trains under ``DistributedDataParallel``
+    (gloo for CPU tensors, NCCL for CUDA), each rank computing its share of every global batch of
+    ``batch_size`` samples (:class:`shapnet.distributed.GlobalBatchSampler`). Losses and scores are reduced
+    over the ranks, rank 0 writes the checkpoint, and the trained parameters equal those of one process
+    up to float rounding.
 
     Args:
-        model: any ShapNet (its parameters' dtype and device are used for the data).
+        model: any ShapNet (its parameters' dtype and device are used for the data); without penalties
+            and checkpoint, any ``nn.Module`` returning ``(B, K)`` logits (``(B, 1)`` for regression).
         X_train: ``(N, *input_shape)``, numpy or tensor.
         y_train: ``(N,)``: class indices (classification) or targets (regression).
         epochs: total epochs of the run (resumed epochs count).
-        batch_size: rows per step (the last batch of an epoch may be smaller).
-        lr: peak learning rate of AdamW.
-        weight_decay: AdamW's decoupled weight decay.
+        batch_size: rows per step over all processes (the last batch of an epoch may be smaller).
+        lr: peak learning rate.
+        weight_decay: AdamW's decoupled weight decay (Adam's L2 term with ``optimizer="adam"``).
+        optimizer: ``"adamw"`` or ``"adam"``.
         l1, linf, reg_layers, consistency, n_coalitions: see :func:`training_loss`.
         checkpoint: file written (atomically) at the end of every epoch with :func:`shapnet.save`;
             ``extra`` holds ``epoch``, ``epochs``, ``optimizer``, ``scheduler``, ``rng``, ``history`` and
@@ -299,319 +718,120 @@ def fit(
         resume: continue from ``checkpoint`` if it exists (it must come from the same model config and
             settings; ``epochs`` may differ, which changes the cosine schedule's remaining steps);
             False starts afresh and overwrites it.
-        progress: show a tqdm bar over batches (epoch and running loss in the postfix).
-        seed: seeds shuffling and the global torch RNG used during training.
+        progress: show progress over batches (rank 0; :func:`shapnet.progress.progress`).
+        seed: seeds shuffling and the consistency loss's coalitions.
         X_val, y_val: optional validation data, evaluated after every epoch.
         task: ``"classification"`` (cross-entropy) or ``"regression"`` (MSE on ``K = 1`` output).
         lr_schedule: ``"cosine"`` (per batch, from ``lr`` to 0 over ``epochs``) or None (constant).
-        callback: called with each epoch's history row after its checkpoint is written; raising from it
-            interrupts training (the checkpoint is already safe).
+        callback: called (on every rank) with each epoch's history row after its checkpoint is written;
+            raising from it interrupts training (the checkpoint is already safe).
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
+        TypeError: ``model`` is not a module, or penalties / a checkpoint are asked of a non-ShapNet; the
+            data are not arrays or tensors.
         ValueError: on bad options, mismatched data, or a checkpoint from another model or settings.
+        FloatingPointError: the training loss became NaN or infinite.
     """
-    from tqdm.auto import tqdm
-
-    if not isinstance(model, ShapNet):
-        raise TypeError(f"model must be a ShapNet (e.g. shapnet.VisionShapNet), got {type(model).__name__}.")
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}.")
-    batch_size = _check_batch_size(batch_size)
-    _check_task(task)
-    if lr_schedule not in ("cosine", None):
-        raise ValueError(f"lr_schedule must be 'cosine' or None, got {lr_schedule!r}.")
-    lr = _check_nonnegative(lr, "lr")
-    weight_decay = _check_nonnegative(weight_decay, "weight_decay")
-    l1, linf, consistency = _check_regularization(l1, linf, reg_layers, consistency, n_coalitions)
-    if task == "regression" and model.n_outputs != 1:
-        raise ValueError(f"task='regression' needs a model with n_outputs=1, got {model.n_outputs}.")
-    if (X_val is None) != (y_val is None):
-        raise ValueError("pass both X_val and y_val, or neither.")
-
-    dtype, device = _model_dtype_device(model)
-    X, y = _as_xy(X_train, y_train, task, dtype, "X_train")
-    if len(X) == 0:
-        raise ValueError("X_train is empty: expected at least 1 sample.")
-    if task == "classification" and (int(y.min()) < 0 or int(y.max()) >= model.n_outputs):
-        raise ValueError(
-            f"y_train must hold class indices in [0, {model.n_outputs}) for a model with {model.n_outputs} "
-            f"outputs, got values in [{int(y.min())}, {int(y.max())}]."
-        )
-    val = None if X_val is None else _as_xy(X_val, y_val, task, dtype, "X_val")
-    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
-        nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
+    opts = _check_options(
+        model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        l1=l1,
+        linf=linf,
+        reg_layers=reg_layers,
+        consistency=consistency,
+        n_coalitions=n_coalitions,
+        seed=seed,
+        task=task,
+        lr_schedule=lr_schedule,
+        checkpoint=checkpoint,
     )
-    metric = "acc" if task == "classification" else "r2"
-
-    n = len(X)
-    steps_per_epoch = math.ceil(n / batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(epochs * steps_per_epoch))
-        if lr_schedule == "cosine" else None
-    )
-    settings = {
-        "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "l1": l1, "linf": linf,
-        "reg_layers": reg_layers, "consistency": consistency, "n_coalitions": int(n_coalitions),
-        "seed": int(seed), "task": task, "lr_schedule": lr_schedule, "n_train": n,
-    }
-    shuffle = torch.Generator().manual_seed(int(seed))
-    history: list[dict[str, Any]] = []
-    start = 0
-    saved_rng: torch.Tensor | None = None
+    data = _prepare_data(model, X_train, y_train, X_val, y_val, opts.task)  # type: ignore[arg-type]
+    world = World.current()
+    _, device = _model_dtype_device(model)
+    world.check_device(device)
+    state = _TrainState.new(model, opts, len(data.X))
     if checkpoint is not None and resume and os.path.exists(checkpoint):
-        payload = load_checkpoint(checkpoint, map_location=device)
-        start, history, saved_rng = _restore(payload, model, optimizer, scheduler, shuffle, settings, checkpoint)
-    result = TrainResult(model, history, resumed_from=start)
-    if start >= epochs:
-        model.eval()
-        return result
-
-    with torch.random.fork_rng(devices=[]):
-        if saved_rng is None:
-            torch.manual_seed(int(seed))
-        else:
-            torch.set_rng_state(saved_rng)
-        bar = tqdm(
-            total=epochs * steps_per_epoch, initial=start * steps_per_epoch, disable=not progress,
-            unit="batch", dynamic_ncols=True, desc="train",
-        )
-        try:
-            for epoch in range(start, epochs):
-                tic = time.perf_counter()
-                model.train()
-                order = torch.randperm(n, generator=shuffle)
-                loss_sum, correct = 0.0, 0.0
-                for step in range(steps_per_epoch):
-                    idx = order[step * batch_size : (step + 1) * batch_size]
-                    xb = X[idx].to(device, non_blocking=True)
-                    yb = y[idx].to(device, non_blocking=True)
-                    target = yb if task == "classification" else yb.unsqueeze(1)
-                    loss, logits = training_loss(
-                        model, xb, target, criterion, l1=l1, linf=linf, reg_layers=reg_layers,
-                        consistency=consistency, n_coalitions=int(n_coalitions),
-                    )
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"the training loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
-                            "lower lr or the penalty weights."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    if scheduler is not None:
-                        scheduler.step()
-                    loss_sum += float(loss.detach()) * len(idx)
-                    with torch.no_grad():
-                        if task == "classification":
-                            correct += float((logits.argmax(1) == yb).sum())
-                        else:
-                            correct += float(((logits[:, 0] - yb) ** 2).sum())  # squared error, for R²
-                    bar.update(1)
-                    running = loss_sum / min(n, (step + 1) * batch_size)
-                    bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{running:.4f}")
-                if task == "classification":
-                    train_score = correct / n
-                else:
-                    total = float(((y.double() - y.double().mean()) ** 2).sum())
-                    train_score = 1.0 - correct / total if total > 0 else float("nan")
-                val_score = None if val is None else _score(_predict(model, val[0], max(batch_size, 256)), val[1], task)
-                row = {
-                    "epoch": epoch + 1,
-                    "loss": loss_sum / n,
-                    f"train_{metric}": train_score,
-                    f"val_{metric}": val_score,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "seconds": time.perf_counter() - tic,
-                }
-                history.append(row)
-                if checkpoint is not None:
-                    save(model, checkpoint, extra={
-                        "epoch": epoch + 1,
-                        "epochs": int(epochs),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": None if scheduler is None else scheduler.state_dict(),
-                        "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
-                        "history": history,
-                        "settings": settings,
-                    })
-                if callback is not None:
-                    callback(dict(row))
-        finally:
-            bar.close()
+        state.restore(checkpoint, device)
+    elif hasattr(model, "fit_reference"):
+        model.fit_reference(data.X)  # a reference given as a rule ("mean", "min") comes from the data
+    result = TrainResult(model, state.history, resumed_from=state.epoch)
+    if state.epoch < opts.epochs:
+        _train(state, data, opts, world, device, checkpoint, progress, callback)
     model.eval()
     return result
 
 
-def _restore(
-    payload: dict[str, Any],
-    model: ShapNet,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    shuffle: torch.Generator,
-    settings: dict[str, Any],
-    path: str | os.PathLike,
-) -> tuple[int, list[dict[str, Any]], torch.Tensor]:
-    """Load a checkpoint's training state into the given objects; returns ``(epoch, history, rng)``."""
-    where = os.fspath(path)
-    if payload["class"] != type(model).__name__ or payload["config"] != model.config:
-        raise ValueError(
-            f"checkpoint {where!r} holds a {payload['class']} with config {payload['config']}, but the model "
-            f"passed is a {type(model).__name__} with config {model.config}. Pass the same model, another "
-            "checkpoint path, or resume=False to start afresh."
-        )
-    extra = payload["extra"]
-    needed = {"epoch", "optimizer", "scheduler", "rng", "history", "settings"}
-    if not needed <= set(extra):
-        raise ValueError(
-            f"checkpoint {where!r} has no training state (extra keys {sorted(extra)}; expected {sorted(needed)}): "
-            "it was not written by shapnet.training.fit. Use another path or resume=False."
-        )
-    changed = {k: (extra["settings"].get(k), v) for k, v in settings.items() if extra["settings"].get(k) != v}
-    if changed:
-        diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        raise ValueError(
-            f"checkpoint {where!r} was trained with other settings ({diff}); resuming would mix two runs. "
-            "Pass the same settings, another checkpoint path, or resume=False."
-        )
-    model.load_state_dict(payload["state_dict"])
-    optimizer.load_state_dict(extra["optimizer"])
-    if scheduler is not None:
-        if extra["scheduler"] is None:
-            raise ValueError(f"checkpoint {where!r} was trained without an lr schedule.")  # pragma: no cover
-        # The step counter comes from the checkpoint, the schedule's length from this call (``epochs``
-        # may have changed): set the current lr from the new schedule (identical if epochs is unchanged).
-        scheduler.load_state_dict(extra["scheduler"])
-        for group, base_lr, schedule in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-            group["lr"] = base_lr * schedule(scheduler.last_epoch)
-    shuffle.set_state(extra["rng"]["shuffle"])
-    return int(extra["epoch"]), list(extra["history"]), extra["rng"]["torch"]
+def _train(
+    state: _TrainState,
+    data: _Data,
+    opts: _Options,
+    world: World,
+    device: torch.device,
+    checkpoint: str | os.PathLike | None,
+    progress: bool,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Epochs from ``state.epoch`` to ``opts.epochs``: train, validate, checkpoint, report."""
+    from tqdm.auto import tqdm as progress_bar
+
+    step = world.wrap(_Objective(state.model, data.criterion, opts), device)
+    steps_per_epoch = math.ceil(len(data.X) / opts.batch_size)
+    bar = (
+        progress_bar(total=(opts.epochs - state.epoch) * steps_per_epoch, desc="train", unit="batch")
+        if progress and world.is_main
+        else _NoBar()
+    )
+    with bar:
+        while state.epoch < opts.epochs:
+            tic = time.perf_counter()
+            row = _run_epoch(step, state, data, opts, world, device, bar)
+            if data.val is not None:
+                metric = "acc" if opts.task == "classification" else "r2"
+                row[f"val_{metric}"] = _validate(
+                    state.model,
+                    data.val,
+                    max(opts.batch_size, 256),
+                    opts.task,
+                    world,
+                    device,  # type: ignore[arg-type]
+                )
+                row["seconds"] = time.perf_counter() - tic
+            state.history.append(row)
+            if checkpoint is not None:
+                state.save(checkpoint, opts.epochs, world)
+            if callback is not None:
+                callback(dict(row))
+
+
+class _NoBar:
+    """Progress that shows nothing (other ranks, or ``progress=False``)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- #
 # Command line
 # --------------------------------------------------------------------------- #
-def _parse_stages(text: str | None) -> list[Stage] | None:
-    if text is None:
-        return None
-    try:
-        raw = json.loads(text)
-        stages = [Stage(**{**s, "hidden": tuple(s.get("hidden", (32,)))}) for s in raw]
-    except (json.JSONDecodeError, TypeError, AttributeError) as err:
-        raise SystemExit(
-            f"--stages must be a JSON list of Stage fields, e.g. "
-            f"'[{{\"out_channels\": 16, \"dilation\": 1, \"hidden\": [32]}}]', got {text!r}: {err}"
-        ) from err
-    return stages
-
-
-def _build_model(dataset: Any, args: argparse.Namespace) -> ShapNet:
-    from .models import DeepShapNet, VisionShapNet
-
-    if dataset.image_shape is not None:
-        channels, height, width = dataset.image_shape
-        stages = _parse_stages(args.stages)
-        if stages is None:
-            stages = DIGITS_STAGES if dataset.name == "digits" else MNIST_STAGES
-        kwargs: dict[str, Any] = {"image_size": (height, width), "prune": args.prune}
-        if stages is not None:
-            kwargs["stages"] = stages
-        if args.readout_hidden is not None:
-            kwargs["readout_hidden"] = tuple(args.readout_hidden)
-        return VisionShapNet(channels, dataset.n_classes, **kwargs)
-    return DeepShapNet(dataset.n_features, dataset.n_classes, prune=args.prune)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m shapnet.training",
-        description="Train a ShapNet (VisionShapNet for image datasets, DeepShapNet for tabular ones), "
-        "resumably, and write result.json (test accuracy, wall time), checkpoint.pt and model.pt to --out.",
-    )
-    p.add_argument("--dataset", required=True, help="a shapnet.datasets name, e.g. mnist, digits, wine")
-    p.add_argument("--data-dir", default=None, help="data root (default: $SHAPNET_DATA)")
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--lr-schedule", choices=["cosine", "none"], default="cosine")
-    p.add_argument("--l1", type=float, default=0.0)
-    p.add_argument("--linf", type=float, default=0.0)
-    p.add_argument("--reg-layers", choices=["last", "all"], default="last")
-    p.add_argument("--consistency", type=float, default=0.0)
-    p.add_argument("--n-coalitions", type=int, default=1)
-    p.add_argument("--prune", type=float, default=None, help="fraction of features pruned per layer")
-    p.add_argument("--stages", default=None, help="JSON list of Stage fields (image datasets)")
-    p.add_argument("--readout-hidden", type=int, nargs="*", default=None)
-    p.add_argument("--max-train", type=int, default=None, help="train on a random subset of this size")
-    p.add_argument("--eval-test-every-epoch", action="store_true",
-                   help="evaluate the test set after every epoch (recorded as val_*; monitoring only)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
-    p.add_argument("--progress", choices=["auto", "bar", "none"], default="auto",
-                   help="tqdm bar (auto: only on a terminal); one line per epoch is always printed")
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the command line; returns the result written to ``--out/result.json``."""
-    from .datasets import load_dataset
+    """``python -m shapnet.training``: see :mod:`shapnet.train_cli`. Returns the result written to
+    ``--out/result.json``."""
+    from .train_cli import main as cli_main
 
-    args = _parser().parse_args(argv)
-    wall, cpu = time.perf_counter(), time.process_time()
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
-    ds = load_dataset(args.dataset, args.data_dir, random_state=args.seed, max_train=args.max_train)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)  # the weights' initialisation
-        model = _build_model(ds, args)
-    checkpoint = os.path.join(args.out, "checkpoint.pt")
-    progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "bar"
-
-    def report(row: dict[str, Any]) -> None:
-        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-
-    result = fit(
-        model, ds.X_train, ds.y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, l1=args.l1, linf=args.linf, reg_layers=args.reg_layers,
-        consistency=args.consistency, n_coalitions=args.n_coalitions, checkpoint=checkpoint,
-        resume=not args.no_resume, progress=progress, seed=args.seed, task=ds.task,
-        lr_schedule=None if args.lr_schedule == "none" else "cosine", callback=report,
-        X_val=ds.X_test if args.eval_test_every_epoch else None,
-        y_val=ds.y_test if args.eval_test_every_epoch else None,
-    )
-    tic = time.perf_counter()
-    test_score = evaluate(model, ds.X_test, ds.y_test, 512, task=ds.task)
-    test_seconds = time.perf_counter() - tic
-    save(model, os.path.join(args.out, "model.pt"))
-    metric = "accuracy" if ds.task == "classification" else "r2"
-    out = {
-        "dataset": ds.name,
-        "command": "python -m shapnet.training " + " ".join(sys.argv[1:] if argv is None else argv),
-        f"test_{metric}": test_score,
-        "train_seconds": result.seconds,
-        "test_seconds": test_seconds,
-        "wall_seconds_this_call": time.perf_counter() - wall,
-        # CPU time of this process (all threads): on a shared machine, a better measure of the work.
-        "cpu_seconds_this_call": time.process_time() - cpu,
-        "epochs": result.epochs,
-        "resumed_from": result.resumed_from,
-        "n_train": int(len(ds.X_train)),
-        "n_test": int(len(ds.X_test)),
-        "threads": torch.get_num_threads(),
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        "model": {"class": type(model).__name__, "config": model.config},
-        "history": result.history,
-    }
-    with open(os.path.join(args.out, "result.json"), "w") as fh:
-        json.dump(out, fh, indent=2)
-    print(json.dumps({k: out[k] for k in ("dataset", f"test_{metric}", "train_seconds", "epochs")}), flush=True)
-    return out
+    return cli_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -118,7 +118,13 @@ def test_fit_rejects_bad_data() -> None:
     with pytest.raises(TypeError, match="numpy array or a torch.Tensor"):
         fit(make_model(), X.tolist(), y, epochs=1, progress=False)
     with pytest.raises(TypeError, match="ShapNet"):
-        fit(nn.Linear(5, 3), X, y, epochs=1, progress=False)  # type: ignore[arg-type]
+        fit(nn.Linear(5, 3), X, y, epochs=1, progress=False, l1=0.1)
+    with pytest.raises(TypeError, match="ShapNet"):
+        fit(nn.Linear(5, 3), X, y, epochs=1, progress=False, checkpoint="never-written.pt")
+    with pytest.raises(TypeError, match="nn.Module"):
+        fit(lambda x: x, X, y, epochs=1, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
+        fit(nn.Linear(5, 3), X, y + 1, epochs=1, progress=False)  # a plain module: its width is probed
     with pytest.raises(ValueError, match="X_val and y_val"):
         fit(make_model(), X, y, epochs=1, progress=False, X_val=X)
     with pytest.raises(ValueError, match="n_outputs=1"):
@@ -276,9 +282,26 @@ def test_fit_trains_a_vision_shapnet() -> None:
 def test_cli_trains_digits_end_to_end(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     # Tiny stages keep it fast; the default digits stages are covered by test_default_digits_model.
-    argv = ["--dataset", "digits", "--epochs", "1", "--max-train", "100", "--out", str(out),
-            "--batch-size", "50", "--progress", "none", "--threads", "1", "--readout-hidden", "8",
-            "--stages", '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]']
+    argv = [
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--max-train",
+        "100",
+        "--out",
+        str(out),
+        "--batch-size",
+        "50",
+        "--progress",
+        "none",
+        "--threads",
+        "1",
+        "--readout-hidden",
+        "8",
+        "--stages",
+        '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]',
+    ]
     result = main(argv)
     written = json.loads((out / "result.json").read_text())
     assert written["test_accuracy"] == pytest.approx(result["test_accuracy"])
@@ -298,13 +321,153 @@ def test_default_digits_model_covers_the_image() -> None:
     import argparse
 
     from shapnet.datasets import load_dataset
-    from shapnet.training import _build_model
+    from shapnet.train_cli import build_model
 
     ds = load_dataset("digits", max_train=10)
     args = argparse.Namespace(stages=None, prune=None, readout_hidden=None)
-    model = _build_model(ds, args)
+    model = build_model(ds, args).fit_reference(ds.X_train)
     assert isinstance(model, VisionShapNet) and model.input_shape == (1, 8, 8)
     # Dilations 1, 2, 4 of 2x2 windows: the corner pixel influences the opposite corner's output.
     x = torch.zeros(1, 1, 8, 8, requires_grad=True)
     model.explain(x + 0.5).values[0, 7, 7].sum().backward()
     assert float(x.grad.abs()[0, 0, 0, 0]) > 0
+
+
+# --------------------------------------------------------------------------- #
+# Distributed training
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("n, batch_size", [(10, 4), (9, 3), (7, 8)])
+def test_global_batch_sampler_deals_each_global_batch_out(world: int, n: int, batch_size: int) -> None:
+    from shapnet.distributed import GlobalBatchSampler, World
+
+    shares = []
+    for rank in range(world):
+        sampler = GlobalBatchSampler(n, batch_size, torch.Generator().manual_seed(3), World(rank, world))
+        sampler.set_epoch(0)
+        batches = list(sampler.global_batches())
+        shares.append([b[rank::world].tolist() for b in batches])
+        assert list(sampler) == [i for share in shares[-1] for i in share] and len(sampler) == len(
+            list(sampler)
+        )
+    # Every rank sees the same global batches: a single process's permutation, cut into batch_size pieces.
+    expected = torch.randperm(n, generator=torch.Generator().manual_seed(3)).split(batch_size)
+    for step, batch in enumerate(expected):
+        assert sorted(i for share in shares for i in share[step]) == sorted(batch.tolist())
+
+
+DDP_SCRIPT = """
+import sys
+from shapnet.training import main
+
+common = sys.argv[1:]
+main([*common, "--max-train", "99", "--epochs", "1", "--out", "{out}/a"])
+main([*common, "--max-train", "99", "--epochs", "2", "--out", "{out}/a"])  # resumes from the checkpoint
+# 97 samples: rank 1's share of the last batch is empty
+main([*common, "--max-train", "97", "--epochs", "1", "--out", "{out}/b"])
+"""
+
+
+def test_two_process_ddp_equals_one_process_and_resumes(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # Float64, the consistency loss and an L1 penalty through the compiled Shapley convolutions; 99 samples
+    # in batches of 16: the last batch splits 2 + 1 over the ranks (97: 1 + 0).
+    common = [
+        "--dataset",
+        "digits",
+        "--batch-size",
+        "16",
+        "--dtype",
+        "float64",
+        "--threads",
+        "1",
+        "--progress",
+        "none",
+        "--readout-hidden",
+        "8",
+        "--consistency",
+        "0.5",
+        "--l1",
+        "0.01",
+        "--stages",
+        '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]',
+    ]
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(out=(tmp_path / "ddp").as_posix()))
+    root = Path(shapnet.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            *common,
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines() if '"test_accuracy"' in line]
+    assert len(results) == 3  # only rank 0 reports
+
+    def single(max_train: str, epochs: str, out: str) -> dict:
+        return main([*common, "--max-train", max_train, "--epochs", epochs, "--out", str(tmp_path / out)])
+
+    single("99", "1", "one_a")  # the same calls in one process: one epoch, then resumed to two
+    for max_train, epochs, out, ddp_out in [("99", "2", "one_a", "a"), ("97", "1", "one_b", "b")]:
+        reference = single(max_train, epochs, out)
+        distributed = json.loads((tmp_path / "ddp" / ddp_out / "result.json").read_text())
+        assert distributed["processes"] == 2 and reference["processes"] == 1
+        one = load_checkpoint(tmp_path / out / "model.pt")["state_dict"]
+        two = load_checkpoint(tmp_path / "ddp" / ddp_out / "model.pt")["state_dict"]
+        assert one.keys() == two.keys() and two["bias"].dtype == torch.float64
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-8, msg=f"{ddp_out} {name}")
+        for row_one, row_two in zip(reference["history"], distributed["history"], strict=True):
+            assert row_two["loss"] == pytest.approx(row_one["loss"], rel=1e-10)
+            assert row_two["train_acc"] == pytest.approx(row_one["train_acc"])
+        assert distributed["test_accuracy"] == pytest.approx(reference["test_accuracy"])
+    assert json.loads((tmp_path / "ddp" / "a" / "result.json").read_text())["resumed_from"] == 1
+
+
+# --------------------------------------------------------------------------- #
+# The image reference as a rule
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("rule", ["mean", "min"])
+def test_vision_reference_rule_comes_from_the_training_images_and_travels_in_checkpoints(
+    tmp_path, rule
+) -> None:
+    from shapnet.datasets import load_dataset
+
+    ds = load_dataset("digits", max_train=64)
+    model = VisionShapNet(
+        1, 10, stages=[{"out_channels": 4, "hidden": (8,)}], image_size=8, readout_hidden=(8,), reference=rule
+    )
+    x = torch.from_numpy(ds.X_test[:4])
+    with pytest.raises(ValueError, match="fit_reference"):
+        model.explain(x)
+    fit(model, ds.X_train, ds.y_train, epochs=1, batch_size=32, progress=False, checkpoint=tmp_path / "c.pt")
+    stat = ds.X_train.astype(np.float64).mean() if rule == "mean" else ds.X_train.min()
+    torch.testing.assert_close(model.reference, torch.full((1, 8, 8), float(stat)))
+    assert model.config["reference"] == rule and f"reference={rule!r}" in repr(model)
+    loaded = shapnet.load(tmp_path / "c.pt")
+    assert loaded.reference_rule == rule and torch.equal(loaded.reference, model.reference)
+    torch.testing.assert_close(loaded.explain(x).values, model.explain(x).values)
+    # Values given explicitly are kept; fit_reference leaves them alone.
+    fixed = VisionShapNet(1, 10, image_size=8, reference=-0.5).fit_reference(ds.X_train)
+    assert "reference" not in fixed.config and bool((fixed.reference == -0.5).all())
+    with pytest.raises(ValueError, match="'mean', 'min'"):
+        VisionShapNet(1, 10, image_size=8, reference="median")
+    with pytest.raises(ValueError, match=r"shape \(N, 1, 8, 8\)"):
+        model.fit_reference(ds.X_train[:, :, :4])
