@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .cli import add_dataset_arguments, dataset_from_args, fail_cleanly
 from .distributed import World, init_from_env
 from .io import save
 from .models import REFERENCE_RULES, DeepShapNet, ShapNet, Stage, VisionShapNet
@@ -73,8 +74,7 @@ def parser() -> argparse.ArgumentParser:
         "resumably, and write result.json (test score, wall time), checkpoint.pt and model.pt to --out. "
         "Under torchrun, trains with DistributedDataParallel.",
     )
-    p.add_argument("--dataset", required=True, help="a shapnet.datasets name, e.g. mnist, digits, wine")
-    p.add_argument("--data-dir", default=None, help="data root (default: $SHAPNET_DATA)")
+    add_dataset_arguments(p)
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--batch-size", type=int, default=64, help="samples per step, over all processes")
@@ -134,7 +134,7 @@ def _test_score(
     model: ShapNet, X: object, y: object, task: str, world: World, device: torch.device, show: bool
 ) -> float:
     """The test score, each rank scoring every ``size``-th row, with progress over the batches."""
-    from tqdm.auto import tqdm as progress
+    from .progress import progress
 
     dtype = next(model.parameters()).dtype
     X_t, y_t = _as_xy(X, y, task, dtype)  # type: ignore[arg-type]
@@ -150,25 +150,29 @@ def _test_score(
     return _finish_score(hits, rows, y_t, task)  # type: ignore[arg-type]
 
 
-def _load_dataset(args: argparse.Namespace) -> Any:
-    from .datasets import load_dataset
-
-    return load_dataset(args.dataset, args.data_dir, random_state=args.seed, max_train=args.max_train)
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the command line; returns the result written to ``--out/result.json``."""
+    """Run the command line; returns the result written to ``--out/result.json``.
+
+    A bad dataset name or path (or another bad option) ends with one line ``error: ...`` on stderr, exit
+    status 2 and no ``--out`` left behind (:func:`shapnet.cli.fail_cleanly`).
+    """
     args = parser().parse_args(argv)
+    with fail_cleanly(args.out):
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     wall, cpu = time.perf_counter(), time.process_time()
     torch.set_num_threads(_threads(args.threads))
     world, device = init_from_env(args.device)
     show = args.progress == "auto" and world.is_main
-    ds = _load_dataset(args)
-    if world.is_main:
-        os.makedirs(args.out, exist_ok=True)
+    ds = dataset_from_args(args, random_state=args.seed, max_train=args.max_train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)  # the weights' initialisation (DDP then copies rank 0's to every rank)
         model = build_model(ds, args).to(device=device, dtype=getattr(torch, args.dtype))
+    if world.is_main:
+        os.makedirs(args.out, exist_ok=True)
+    world.barrier()
     checkpoint = os.path.join(args.out, "checkpoint.pt")
 
     def report(row: dict[str, Any]) -> None:

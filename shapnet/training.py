@@ -779,7 +779,7 @@ def _train(
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     """Epochs from ``state.epoch`` to ``opts.epochs``: train, validate, checkpoint, report."""
-    from tqdm.auto import tqdm as progress_bar
+    from .progress import progress as progress_bar
 
     step = world.wrap(_Objective(state.model, data.criterion, opts), device)
     steps_per_epoch = math.ceil(len(data.X) / opts.batch_size)

@@ -279,29 +279,14 @@ def test_fit_trains_a_vision_shapnet() -> None:
     assert result.history[-1]["train_acc"] > 0.25  # 10 classes, 12 steps: well above chance
 
 
+TINY_STAGES = '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]'
+
+
 def test_cli_trains_digits_end_to_end(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     # Tiny stages keep it fast; the default digits stages are covered by test_default_digits_model.
-    argv = [
-        "--dataset",
-        "digits",
-        "--epochs",
-        "1",
-        "--max-train",
-        "100",
-        "--out",
-        str(out),
-        "--batch-size",
-        "50",
-        "--progress",
-        "none",
-        "--threads",
-        "1",
-        "--readout-hidden",
-        "8",
-        "--stages",
-        '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]',
-    ]
+    argv = "--dataset digits --epochs 1 --max-train 100 --batch-size 50 --progress none --threads 1".split()
+    argv += ["--out", str(out), "--readout-hidden", "8", "--stages", TINY_STAGES]
     result = main(argv)
     written = json.loads((out / "result.json").read_text())
     assert written["test_accuracy"] == pytest.approx(result["test_accuracy"])
@@ -376,26 +361,8 @@ def test_two_process_ddp_equals_one_process_and_resumes(tmp_path) -> None:
 
     # Float64, the consistency loss and an L1 penalty through the compiled Shapley convolutions; 99 samples
     # in batches of 16: the last batch splits 2 + 1 over the ranks (97: 1 + 0).
-    common = [
-        "--dataset",
-        "digits",
-        "--batch-size",
-        "16",
-        "--dtype",
-        "float64",
-        "--threads",
-        "1",
-        "--progress",
-        "none",
-        "--readout-hidden",
-        "8",
-        "--consistency",
-        "0.5",
-        "--l1",
-        "0.01",
-        "--stages",
-        '[{"out_channels": 4, "dilation": 2, "hidden": [8]}]',
-    ]
+    common = "--dataset digits --batch-size 16 --dtype float64 --threads 1 --progress none".split()
+    common += ["--readout-hidden", "8", "--consistency", "0.5", "--l1", "0.01", "--stages", TINY_STAGES]
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(out=(tmp_path / "ddp").as_posix()))
     root = Path(shapnet.__file__).resolve().parents[1]
@@ -471,3 +438,74 @@ def test_vision_reference_rule_comes_from_the_training_images_and_travels_in_che
         VisionShapNet(1, 10, image_size=8, reference="median")
     with pytest.raises(ValueError, match=r"shape \(N, 1, 8, 8\)"):
         model.fit_reference(ds.X_train[:, :, :4])
+
+
+# --------------------------------------------------------------------------- #
+# Command line: your own data, failing cleanly, progress
+# --------------------------------------------------------------------------- #
+def write_idx(path, array: np.ndarray) -> None:
+    """An uncompressed IDX file of unsigned bytes (type code 0x08), as in MNIST."""
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_cli_trains_on_an_idx_folder_with_class_names(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for split, n in (("train", 60), ("t10k", 20)):
+        labels = np.arange(n) % 3
+        images = np.zeros((n, 6, 6), dtype=np.uint8)  # black background, a bright block per class
+        for i, label in enumerate(labels):
+            images[i, 2 * label : 2 * label + 2, 1:5] = rng.integers(150, 256, (2, 4))
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+    (folder / "classes.txt").write_text("top\nmiddle\nbottom\n")
+    out = tmp_path / "run"
+    argv = [
+        "--dataset",
+        str(folder),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--threads",
+        "1",
+    ]
+    argv += ["--readout-hidden", "8", "--stages", TINY_STAGES, "--reference", "min"]
+    result = main(argv)
+    written = json.loads((out / "result.json").read_text())
+    assert written["dataset"] == "shapes" == result["dataset"]
+    assert written["class_names"] == ["top", "middle", "bottom"] and written["n_train"] == 60
+    assert written["reference"] == "min" and written["model"]["config"]["reference"] == "min"
+    model = shapnet.load(out / "model.pt")
+    assert model.input_shape == (1, 6, 6) and model.n_outputs == 3
+    assert float(model.reference.max()) == pytest.approx(float(model.reference.min()))  # per channel
+    assert float(model.reference.max()) < -0.3  # the black background, in standardised units
+    # stderr is not a terminal here: progress comes as plain lines, for training and the test evaluation.
+    err = capsys.readouterr().err
+    assert "train" in err and "test" in err and "\r" not in err
+
+
+@pytest.mark.parametrize("dataset", ["no_such_dataset", "missing.csv"])
+def test_cli_bad_dataset_fails_in_one_line_and_leaves_nothing(tmp_path, capsys, dataset: str) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "--dataset",
+                str(tmp_path / dataset) if "." in dataset else dataset,
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
+    assert not out.exists()
