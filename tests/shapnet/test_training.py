@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import shapnet
-from shapnet import DeepShapNet, ShallowShapNet, VisionShapNet
+from shapnet import DeepShapNet, ShallowShapNet, Stage, VisionShapNet
 from shapnet.consistency import shapley_consistency
 from shapnet.io import load_checkpoint
 from shapnet.regularizers import explanation_penalty
@@ -432,10 +432,10 @@ def test_vision_reference_rule_comes_from_the_training_images_and_travels_in_che
     assert loaded.reference_rule == rule and torch.equal(loaded.reference, model.reference)
     torch.testing.assert_close(loaded.explain(x).values, model.explain(x).values)
     # Values given explicitly are kept; fit_reference leaves them alone.
-    fixed = VisionShapNet(1, 10, image_size=8, reference=-0.5).fit_reference(ds.X_train)
+    fixed = VisionShapNet(1, 10, stages=[Stage(4)], image_size=8, reference=-0.5).fit_reference(ds.X_train)
     assert "reference" not in fixed.config and bool((fixed.reference == -0.5).all())
     with pytest.raises(ValueError, match="'mean', 'min'"):
-        VisionShapNet(1, 10, image_size=8, reference="median")
+        VisionShapNet(1, 10, stages=[Stage(4)], image_size=8, reference="median")
     with pytest.raises(ValueError, match=r"shape \(N, 1, 8, 8\)"):
         model.fit_reference(ds.X_train[:, :, :4])
 
