@@ -10,5 +10,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "fidelity": ("fidelity", "error and time of ShapNet vs shap/Captum against exact Shapley values (yeast, wine, diabetes)"),
     "faithfulness": ("faithfulness", "Captum infidelity/sensitivity and Quantus faithfulness metrics for ShapNet and the ROAR methods"),
     "accuracy": ("accuracy", "test accuracy / R² of ShapNets vs a plain MLP, LogisticRegression and gradient boosting"),
+    "sparsity": ("sparsity", "L1 on every layer's Shapley values, then threshold pruning: score against explanation speed-up"),
     "scaling": ("scaling", "time to explain a batch as the number of features grows: ShapNet vs Kernel SHAP and sampling"),
 }

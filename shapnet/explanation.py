@@ -19,7 +19,9 @@ class ShapleyExplanation:
         predictions: ``(B, K)``: the prediction at ``x``; ``values`` sum to ``predictions - base_values``.
         input_shape: the shape of one input sample, ``(F,)`` or ``(C, H, W)``.
         layers: per-layer representations ``Phi^(l)`` (``(B, F, C_l)`` or ``(B, H, W, C_l)``) when asked for.
-        skipped: for pruned models, the fraction of module evaluations skipped; else None.
+        skipped: for pruned models, the fraction of module evaluations skipped in the layers that pruning
+            can reach (all but the first); else None.
+        skipped_layers: for pruned models, that fraction per layer, first layer included; else None.
     """
 
     values: torch.Tensor
@@ -28,6 +30,7 @@ class ShapleyExplanation:
     input_shape: tuple[int, ...]
     layers: list[torch.Tensor] | None = field(default=None, repr=False)
     skipped: float | None = None
+    skipped_layers: tuple[float, ...] | None = None
 
     def per_element(self) -> torch.Tensor:
         """Attributions per input element, ``(B, *input_shape, K)``.
@@ -58,6 +61,7 @@ class ShapleyExplanation:
             self.input_shape,
             None if self.layers is None else [layer[index] for layer in self.layers],
             self.skipped,
+            self.skipped_layers,
         )
 
     def __len__(self) -> int:
@@ -71,4 +75,5 @@ class ShapleyExplanation:
             self.input_shape,
             None if self.layers is None else [layer.detach() for layer in self.layers],
             self.skipped,
+            self.skipped_layers,
         )

@@ -359,6 +359,7 @@ class DeepShapNet(ShapNet):
         return ShapleyExplanation(
             values, base, predictions, self.input_shape, collected if layers else None,
             sum(skipped[1:]) / max(1, len(skipped) - 1) if self.pruning is not None else None,
+            tuple(skipped) if self.pruning is not None else None,
         )
 
 
@@ -553,6 +554,7 @@ class VisionShapNet(ShapNet):
         return ShapleyExplanation(
             values, base, predictions, self.input_shape, collected if layers else None,
             sum(skipped[1:]) / max(1, len(skipped) - 1) if sparse else None,
+            tuple(skipped) if sparse else None,
         )
 
 
