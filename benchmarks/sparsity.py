@@ -11,7 +11,10 @@ features whose Shapley vector has an L1 norm below ``t`` are set to the referenc
 only such features are skipped). For every (residual, l1, threshold) the benchmark records:
 
 - ``score``: test accuracy (R² for regression) of the pruned model (pruning is part of the model);
-- ``skipped``: the share of (module, sample) evaluations skipped, overall and per layer (``skipped_l<i>``);
+- ``skipped``: the share of (module, sample) evaluations skipped, overall and per layer (``skipped_l<i>``).
+  Without pruning (threshold ``none``, written -1 in the CSV) it is the share that the input's own sparsity
+  idles: a feature at its reference stays exactly 0 in every layer, and the kernels always skip a module
+  whose inputs are all 0, pruned or not;
 - ``explain_speedup``: CPU time of the unpruned explanation over the pruned one, same model, medians of
   interleaved repeats on one thread (so that a slow spell of a shared machine hits both alike);
 - ``rel_error``: ``||Phi_pruned - Phi|| / ||Phi||`` against the unpruned explanation of the same model.
@@ -150,10 +153,18 @@ def run_sparsity(
             with torch.no_grad():
                 ex = model.explain(X_test)
             score = evaluate(model, dataset.X_test, dataset.y_test, task=task)
-            per_layer = ex.skipped_layers or (0.0,) * n_layers
+            idle = ex
+            if pruning is None:
+                # A zero threshold prunes nothing but counts the pairs that the input's own sparsity idles
+                # (features at the reference stay exactly 0 in every layer): the unpruned model skips those too.
+                model.prune = Pruning(threshold=0.0)
+                with torch.no_grad():
+                    idle = model.explain(X_test)
+                model.prune = None
+            per_layer = idle.skipped_layers or (0.0,) * n_layers
             row = {
                 "residual": r, "l1": strength, "threshold": -1.0 if threshold is None else threshold,
-                "score": score, "skipped": ex.skipped or 0.0, "explain_speedup": times[0] / seconds,
+                "score": score, "skipped": idle.skipped or 0.0, "explain_speedup": times[0] / seconds,
                 "explain_ms": 1000 * seconds,
                 "rel_error": float((ex.values - dense).norm() / dense.norm().clamp_min(1e-30)),
                 "efficiency_error": float(ex.efficiency_error().abs().max()),
