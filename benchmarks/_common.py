@@ -7,7 +7,8 @@
 * Statistics: :func:`mean_std` uses the sample standard deviation (``ddof=1``; NaN for a single value) and
   :func:`format_mean_std` prints a plain number when there is one value, ``mean ± std`` otherwise.
   :func:`spearman_rows` is :func:`scipy.stats.spearmanr` per row pair.
-* Explaining: :class:`CountingModel` counts the rows a model is evaluated on; :func:`attribution_metrics`
+* Explaining: :class:`CountingModel` counts the rows a model is evaluated on; :func:`timed_attributions`
+  runs a registry method (:mod:`benchmarks.methods`) timed and counted; :func:`attribution_metrics`
   compares attributions with exact values.
 * Reporting: :func:`machine_info`, :func:`prepare_out`, :func:`format_table` (text/Markdown from rows or a
   pandas DataFrame), :func:`better` (a header that says the direction), :func:`figure` (a matplotlib figure
@@ -39,23 +40,25 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "atomic_write",
-    "write_json",
-    "write_csv",
-    "ResultFile",
-    "mean_std",
-    "format_mean_std",
-    "spearman_rows",
     "CountingModel",
+    "ResultFile",
+    "atomic_write",
     "attribution_metrics",
-    "machine_info",
-    "prepare_out",
-    "format_table",
     "better",
-    "figure",
     "comma_separated",
-    "limit_blas_threads",
     "dense_matmul_flops",
+    "figure",
+    "format_mean_std",
+    "format_table",
+    "limit_blas_threads",
+    "machine_info",
+    "mean_std",
+    "prepare_out",
+    "spearman_rows",
+    "timed_attributions",
+    "write_csv",
+    "write_json",
+    "write_outputs",
 ]
 
 
@@ -89,7 +92,9 @@ def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
 
 
 def write_csv(
-    path: str | os.PathLike, rows: pd.DataFrame | Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+    path: str | os.PathLike,
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
 ) -> None:
     """Rows (dicts or a DataFrame) as CSV with a header, atomically; ``columns`` picks and orders them."""
     import pandas as pd
@@ -124,7 +129,8 @@ class ResultFile:
 
     Example::
 
-        results = ResultFile(out / "cells.csv", {"model": str, "seed": int, "score": float}, key=("model", "seed"))
+        columns = {"model": str, "seed": int, "score": float}
+        results = ResultFile(out / "cells.csv", columns, key=("model", "seed"))
         done = {results.key_of(r) for r in results.read()}
         for model, seed in todo:
             if (model, seed) not in done:
@@ -178,7 +184,9 @@ class ResultFile:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             line = raw[: err.start].count(b"\n") + 1
-            raise ValueError(f"{self.path}, line {line}: not UTF-8 text; the {self.what} file is corrupt.") from None
+            raise ValueError(
+                f"{self.path}, line {line}: not UTF-8 text; the {self.what} file is corrupt."
+            ) from None
         lines = text.splitlines()
         if not lines:
             return []
@@ -200,8 +208,8 @@ class ResultFile:
             cell = self.key_of(row)
             if cell in seen:
                 raise ValueError(
-                    f"{self.path}, line {number}: the same cell {dict(zip(self.key, cell))} as line {seen[cell]}; "
-                    "delete one of the two lines."
+                    f"{self.path}, line {number}: the same cell {dict(zip(self.key, cell))} as line "
+                    f"{seen[cell]}; delete one of the two lines."
                 )
             seen[cell] = number
             rows.append({**row, "line": number})
@@ -211,7 +219,9 @@ class ResultFile:
         """Append one finished cell (missing columns are empty) and fsync; returns it as :meth:`read` will."""
         unknown = sorted(set(row) - set(self.columns) - {"line"})
         if unknown:
-            raise ValueError(f"row has columns {unknown} that the {self.what} file does not ({list(self.columns)}).")
+            raise ValueError(
+                f"row has columns {unknown} that the {self.what} file does not ({list(self.columns)})."
+            )
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -276,7 +286,7 @@ def format_mean_std(values: Sequence[float], digits: int = 3) -> str:
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row pair of two ``(B, F)`` arrays, ``(B,)``; NaN for constant rows."""
+    """Spearman correlation of each row pair of two ``(B, F)`` arrays: ``(B,)``, NaN if a row is constant."""
     from scipy.stats import spearmanr
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -313,6 +323,57 @@ class CountingModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.rows += int(x.shape[0])
         return self.model(x)
+
+
+def timed_attributions(
+    spec: Callable[..., torch.Tensor],
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int = 0,
+    warmup: int = 0,
+    repeats: int = 1,
+    fast_seconds: float = 0.0,
+    fast_repeats: int = 5,
+) -> tuple[torch.Tensor, float, float]:
+    """Run a registry method on ``x``, timed, counting the model's evaluations.
+
+    ``warmup`` rows are explained once first, untimed (imports, shap's numba compilation). Then the whole
+    of ``x`` is explained ``repeats`` times, or ``fast_repeats`` times when the first call took less than
+    ``fast_seconds`` (millisecond timings are noisy), and the median time is kept. The method runs on a
+    :class:`CountingModel`, except a method of library ``"shapnet"``, which needs the ShapNet itself and
+    evaluates it once per row by construction (one explained forward pass).
+
+    Args:
+        spec: a :class:`benchmarks.methods.MethodSpec` (``spec(model, x, target, background=, seed=)``).
+        model, x, target, background, seed: as the method takes them; ``x`` is ``(B, *input_shape)``.
+
+    Returns:
+        ``(attributions (B, *input_shape), seconds per row, model evaluations per row)``, the attributions
+        and count from the first timed call.
+    """
+    counted = getattr(spec, "library", None) != "shapnet"
+    runner = CountingModel(model) if counted else model
+
+    def call(rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return spec(runner, rows, targets, background=background, seed=seed)
+
+    if warmup:
+        call(x[:warmup], target[:warmup])
+    if counted:
+        runner.rows = 0
+    start = time.perf_counter()
+    attributions = call(x, target)
+    times = [time.perf_counter() - start]
+    evals = runner.rows / len(x) if counted else 1.0
+    calls = max(repeats, fast_repeats) if times[0] < fast_seconds else repeats
+    for _ in range(calls - 1):
+        start = time.perf_counter()
+        call(x, target)
+        times.append(time.perf_counter() - start)
+    return attributions, float(np.median(times)) / len(x), float(evals)
 
 
 def attribution_metrics(attributions: np.ndarray, truth: np.ndarray, top: int = 3) -> dict[str, float]:
@@ -373,6 +434,31 @@ def prepare_out(path: str | os.PathLike) -> Path:
     return out
 
 
+def write_outputs(
+    out: str | os.PathLike,
+    stem: str,
+    table: pd.DataFrame | Sequence[Mapping[str, Any]],
+    payload: Mapping[str, Any],
+    draw: Callable[[Path], None],
+    *,
+    started: float | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """A benchmark's three outputs in ``out``: ``<stem>.csv`` (the table), ``<stem>.json`` (``payload`` with
+    the machine, and the wall time since ``started``, a ``time.perf_counter()``) and ``<stem>.png``
+    (``draw(path)``). Returns ``out`` as a Path."""
+    out = prepare_out(out)
+    write_csv(out / f"{stem}.csv", table)
+    machine = machine_info()
+    if started is not None:
+        machine["wall_seconds"] = time.perf_counter() - started
+    write_json(out / f"{stem}.json", {"machine": machine, **payload})
+    draw(out / f"{stem}.png")
+    took = "" if started is None else f" in {machine['wall_seconds']:.0f} s"
+    log(f"wrote {stem}.csv, {stem}.json and {stem}.png to {out}{took}")
+    return out
+
+
 def better(name: str, direction: str) -> str:
     """A column or axis header that says which way is better: ``better("area", "lower")``."""
     if direction not in ("lower", "higher"):
@@ -380,19 +466,23 @@ def better(name: str, direction: str) -> str:
     return f"{name} ({direction} is better)"
 
 
-def format_table(rows: pd.DataFrame | Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain-text table that is also Markdown: floats with 4 significant digits, None as empty."""
+def format_table(
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> str:
+    """A plain-text table that is also Markdown: floats with 4 significant digits, None and NaN empty."""
     import pandas as pd
 
     records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
     if columns is None:
-        columns = list(rows.columns) if isinstance(rows, pd.DataFrame) else list(records[0]) if records else []
+        columns = (
+            list(rows.columns) if isinstance(rows, pd.DataFrame) else list(records[0]) if records else []
+        )
     if not records:
         return "(no rows)"
 
     def cell(v: Any) -> str:
-        if v is None:
-            return ""
+        if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+            return ""  # a value that does not apply (pandas holds None as NaN)
         if isinstance(v, (float, np.floating)):
             return f"{v:.4g}" if abs(v) < 1e4 or not math.isfinite(v) else f"{v:.3e}"
         return str(v)
@@ -408,7 +498,9 @@ def format_table(rows: pd.DataFrame | Sequence[Mapping[str, Any]], columns: Sequ
 
 
 @contextlib.contextmanager
-def figure(path: str | os.PathLike, nrows: int = 1, ncols: int = 1, **subplots: Any) -> Iterator[tuple[Figure, Any]]:
+def figure(
+    path: str | os.PathLike, nrows: int = 1, ncols: int = 1, **subplots: Any
+) -> Iterator[tuple[Figure, Any]]:
     """``with figure(path, figsize=(7, 5)) as (fig, axes): ...``: a matplotlib figure (Agg backend) saved to
     ``path`` at 120 dpi with a tight layout on exit, then closed. ``axes`` is an array when ``nrows`` or
     ``ncols`` exceed 1 (or ``squeeze=False``), else one Axes."""

@@ -1,8 +1,12 @@
 """Test accuracy (R² for regression) of ShapNets against a plain MLP and scikit-learn baselines.
 
-    python -m benchmarks accuracy [--datasets yeast,breast_cancer,wine,adult,digits,diabetes]
+    python -m benchmarks accuracy [--dataset yeast,breast_cancer,wine,adult,digits,diabetes|PATH,...]
         [--models gam,pairs,deep,vision,mlp,logreg,hgb] [--data-dir DIR] [--out results/accuracy]
         [--seeds 0,1,2] [--single-seed adult,mnist] [--vision-checkpoint mnist=results/mnist/run/model.pt]
+
+``--dataset`` takes comma-separated registry names or paths (a CSV/Parquet table, an ``.npz`` file, an IDX
+image folder; see ``--label-column``, ``--task``); :func:`run_accuracy` takes
+:class:`shapnet.datasets.Dataset` objects. Scores: higher is better (accuracy, or R² for a regression).
 
 Every (dataset, model, seed) cell is trained on the dataset's standardised training split and scored on its
 test split; the table shows the mean over seeds (± the sample standard deviation when there are several).
@@ -17,9 +21,9 @@ Models (all seeded; tabular models see image sets as flattened pixels):
   all ShapNets here are trained plainly (``consistency=0``; the consistency benchmark measures its effect);
 * ``vision``: a VisionShapNet trained with :func:`shapnet.training.fit` (image sets only); for MNIST pass a
   model trained by ``python -m shapnet.training`` with ``--vision-checkpoint``;
-* ``mlp``: the ROAR benchmark's plain two-hidden-layer ReLU MLP with about as many parameters as the DeepShapNet (on MNIST, as
-  the default VisionShapNet, since no tabular DeepShapNet is run there), trained by
-  skorch with the same recipe (AdamW, learning rate, batch size, early stopping) as the ShapNets;
+* ``mlp``: the ROAR benchmark's plain two-hidden-layer ReLU MLP with about as many parameters as the
+  DeepShapNet (on MNIST, as the default VisionShapNet, since no tabular DeepShapNet is run there), trained
+  by skorch with the same recipe (AdamW, learning rate, batch size, early stopping) as the ShapNets;
 * ``logreg``: scikit-learn's LogisticRegression (LinearRegression for regression);
 * ``hgb``: HistGradientBoostingClassifier (Regressor for regression), default settings.
 """
@@ -30,20 +34,43 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._common import ResultFile, better, figure, format_mean_std, format_table, machine_info, mean_std, prepare_out, write_json
+from ._common import (
+    ResultFile,
+    better,
+    comma_separated,
+    figure,
+    format_mean_std,
+    format_table,
+    mean_std,
+    prepare_out,
+    write_outputs,
+)
 
-DATASETS = ("yeast", "breast_cancer", "wine", "adult", "digits", "diabetes", "mnist")
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shapnet.datasets import Dataset
+
+__all__ = ["CELL_COLUMNS", "MODELS", "cell_file", "main", "pivot", "run_accuracy", "run_cell"]
+
+DEFAULT_DATASETS = ("yeast", "breast_cancer", "wine", "adult", "digits", "diabetes")
 MODELS = ("gam", "pairs", "deep", "vision", "mlp", "logreg", "hgb")
 LABELS = {
-    "gam": "ShallowShapNet gam", "pairs": "ShallowShapNet pairs", "deep": "DeepShapNet",
-    "vision": "VisionShapNet", "mlp": "MLP", "logreg": "LogisticRegression", "hgb": "HistGradientBoosting",
+    "gam": "ShallowShapNet gam",
+    "pairs": "ShallowShapNet pairs",
+    "deep": "DeepShapNet",
+    "vision": "VisionShapNet",
+    "mlp": "MLP",
+    "logreg": "LogisticRegression",
+    "hgb": "HistGradientBoosting",
 }
 
 #: Training recipe of the neural models per dataset: (max_epochs, batch_size). Early stopping (patience 5
@@ -64,7 +91,10 @@ def skip_reason(dataset: str, model: str, n_features: int, image: bool) -> str |
         return f"{n_features * (n_features - 1) // 2:,} pair modules (more than 20,000)"
     if model == "deep" and n_features > 256:
         layers = math.ceil(math.log2(n_features))
-        return f"not run for time ({n_features} features, {layers} butterfly layers); VisionShapNet is the deep model"
+        return (
+            f"not run for time ({n_features} features, {layers} butterfly layers); "
+            "VisionShapNet is the deep model"
+        )
     return None
 
 
@@ -105,8 +135,12 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
     n_features = X_train.shape[1] if not image or model != "vision" else int(np.prod(ds.image_shape[1:]))
     n_outputs = ds.n_classes if classification else 1
     max_epochs, batch_size = RECIPES.get(ds.name, DEFAULT_RECIPE)
-    row: dict[str, Any] = {"dataset": ds.name, "model": model, "seed": seed,
-                           "metric": "accuracy" if classification else "r2"}
+    row: dict[str, Any] = {
+        "dataset": ds.name,
+        "model": model,
+        "seed": seed,
+        "metric": "accuracy" if classification else "r2",
+    }
     start = time.perf_counter()
     epochs, seconds = None, None
     if model in ("gam", "pairs", "deep"):
@@ -116,8 +150,13 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
         hidden = (64,) if model == "gam" else (16,)
         kwargs = dict(DEEP_KWARGS) if model == "deep" else {"groups": model, "hidden": hidden}
         est = estimator_class(
-            model="deep" if model == "deep" else "shallow", model_kwargs=kwargs, max_epochs=max_epochs,
-            batch_size=batch_size, lr=LR, random_state=seed, consistency=0.0,
+            model="deep" if model == "deep" else "shallow",
+            model_kwargs=kwargs,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=LR,
+            random_state=seed,
+            consistency=0.0,
         ).fit(X_train, ds.y_train)
         y_pred, n_params, epochs = est.predict(X_test), _n_params(est.model_), est.n_iter_
     elif model == "mlp":
@@ -129,14 +168,22 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
 
         width = _mlp_width(n_features, n_outputs, _shapnet_params(ds, n_features, n_outputs))
         # The ROAR benchmark's plain ReLU MLP, initialised from ``seed``.
-        mlp = build_model(ModelConfig(kind="mlp", hidden=(width, width)), (n_features,), n_outputs, seed=seed).train()
+        mlp = build_model(
+            ModelConfig(kind="mlp", hidden=(width, width)), (n_features,), n_outputs, seed=seed
+        ).train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = (NeuralNetClassifier if classification else NeuralNetRegressor)(
-                mlp, criterion=nn.CrossEntropyLoss if classification else nn.MSELoss, optimizer=torch.optim.AdamW,
-                lr=LR, max_epochs=max_epochs, batch_size=batch_size, iterator_train__shuffle=True,
+                mlp,
+                criterion=nn.CrossEntropyLoss if classification else nn.MSELoss,
+                optimizer=torch.optim.AdamW,
+                lr=LR,
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                iterator_train__shuffle=True,
                 train_split=ValidSplit(0.1, stratified=classification, random_state=seed),
-                callbacks=[EarlyStopping(monitor="valid_loss", patience=5, load_best=True)], verbose=0,
+                callbacks=[EarlyStopping(monitor="valid_loss", patience=5, load_best=True)],
+                verbose=0,
             )
             y_fit = ds.y_train if classification else ds.y_train.reshape(-1, 1)
             net.fit(X_train, y_fit)
@@ -155,12 +202,18 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
     elif model == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-        est = (HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor)(random_state=seed)
+        est = (HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor)(
+            random_state=seed
+        )
         y_pred, n_params = est.fit(X_train, ds.y_train).predict(X_test), None
     else:
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}.")
-    row.update(score=_score(ds.task, ds.y_test, np.asarray(y_pred)), params=n_params, epochs=epochs,
-               seconds=time.perf_counter() - start if seconds is None else seconds)
+    row.update(
+        score=_score(ds.task, ds.y_test, np.asarray(y_pred)),
+        params=n_params,
+        epochs=epochs,
+        seconds=time.perf_counter() - start if seconds is None else seconds,
+    )
     return row
 
 
@@ -178,12 +231,14 @@ def _vision(ds: Any, seed: int, checkpoint: str | None) -> tuple[np.ndarray, int
         if ds.name == "mnist":
             raise ValueError(
                 "training a VisionShapNet on MNIST takes about half an hour; train it with "
-                "`python -m shapnet.training --dataset mnist ...` and pass --vision-checkpoint mnist=PATH/model.pt."
+                "`python -m shapnet.training --dataset mnist ...` and pass "
+                "--vision-checkpoint mnist=PATH/model.pt."
             )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = VisionShapNet(ds.image_shape[0], ds.n_classes, stages=DIGITS_STAGES,
-                                  image_size=ds.image_shape[1:])
+            model = VisionShapNet(
+                ds.image_shape[0], ds.n_classes, stages=DIGITS_STAGES, image_size=ds.image_shape[1:]
+            )
         epochs, seconds = VISION_EPOCHS, None
         fit(model, ds.X_train, ds.y_train, epochs=epochs, batch_size=64, lr=1e-2, progress=False, seed=seed)
     model.eval()
@@ -194,8 +249,18 @@ def _vision(ds: Any, seed: int, checkpoint: str | None) -> tuple[np.ndarray, int
 
 
 #: One line per (dataset, model, seed) cell: scored (``score``...) or not run (``skipped``: the reason).
-CELL_COLUMNS = {"dataset": str, "model": str, "seed": int, "metric": str, "score": float, "params": int,
-                "epochs": int, "seconds": float, "width": int, "skipped": str}
+CELL_COLUMNS = {
+    "dataset": str,
+    "model": str,
+    "seed": int,
+    "metric": str,
+    "score": float,
+    "params": int,
+    "epochs": int,
+    "seconds": float,
+    "width": int,
+    "skipped": str,
+}
 
 
 def cell_file(path: str | Path) -> ResultFile:
@@ -204,7 +269,9 @@ def cell_file(path: str | Path) -> ResultFile:
 
 
 def mean_scores(rows: list[dict[str, Any]], dataset: str, model: str) -> list[float]:
-    return [r["score"] for r in rows if r["dataset"] == dataset and r["model"] == model and not r.get("skipped")]
+    return [
+        r["score"] for r in rows if r["dataset"] == dataset and r["model"] == model and not r.get("skipped")
+    ]
 
 
 def pivot(rows: list[dict[str, Any]], datasets: list[str], models: list[str]) -> list[dict[str, Any]]:
@@ -227,7 +294,7 @@ def pivot(rows: list[dict[str, Any]], datasets: list[str], models: list[str]) ->
 
 def plot(rows: list[dict[str, Any]], datasets: list[str], models: list[str], path: Path) -> None:
     """Bars of the mean test score per dataset and model, with the sample std over seeds as error bars."""
-    with figure(path, figsize=(11, 4)) as (fig, ax):
+    with figure(path, figsize=(11, 4)) as (_, ax):
         width = 0.8 / len(models)
         for i, model in enumerate(models):
             xs, ys, errs = [], [], []
@@ -256,67 +323,173 @@ def _checkpoints(text: str | None) -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks accuracy", description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default="yeast,breast_cancer,wine,adult,digits,diabetes")
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--data-dir", default=None, help="folder with yeast/, adult/, mnist/ (default: $SHAPNET_DATA)")
-    parser.add_argument("--out", default="results/accuracy")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds (weights, shuffling, validation split)")
-    parser.add_argument("--single-seed", default="adult,mnist",
-                        help="datasets that use only the first seed (the large ones; default: adult,mnist)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: results do not depend on the machine)")
-    parser.add_argument("--vision-checkpoint", default=None,
-                        help="DATASET=PATH[,...]: a VisionShapNet trained by `python -m shapnet.training` (model.pt)")
-    args = parser.parse_args(argv)
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    for given, allowed, what in ((datasets, DATASETS, "datasets"), (models, MODELS, "models")):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            parser.error(f"unknown {what} {unknown}; expected some of {list(allowed)}")
-    checkpoints = _checkpoints(args.vision_checkpoint)
-    torch.set_num_threads(args.threads)
-    out = prepare_out(args.out)
-    cells = cell_file(out / "cells.csv")
-    rows = cells.read()
+def run_accuracy(
+    datasets: Dataset | Sequence[Dataset],
+    *,
+    models: Sequence[str] = MODELS,
+    seeds: Sequence[int] = (0,),
+    single_seed: Sequence[str] = ("adult", "mnist"),
+    vision_checkpoints: Mapping[str, str] | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Train and score every model on every dataset for every seed; resume from ``out/cells.csv``.
+
+    Args:
+        datasets: one or several :class:`shapnet.datasets.Dataset` (classification or regression; names
+            must differ: a cell is keyed by ``(dataset.name, model, seed)``).
+        models: keys of :data:`LABELS`.
+        seeds: seeds of the weights, shuffling and validation split.
+        single_seed: dataset names that use only the first seed (the large ones).
+        vision_checkpoints: dataset name -> a VisionShapNet saved by ``python -m shapnet.training``.
+        out: where ``cells.csv`` (finished cells, appended as they finish), ``accuracy.csv``,
+            ``accuracy.json`` and ``accuracy.png`` go; None: nothing is written and nothing resumed.
+        progress: a progress bar over the cells.
+        log: where the table goes.
+
+    Returns:
+        Every cell, one row each (columns :data:`CELL_COLUMNS`: ``score`` is the test accuracy or R²,
+        ``skipped`` the reason a cell was not run); ``.attrs["table"]`` holds the printed table (one row per
+        dataset, one column per model: mean over seeds ``± sample std``, and ``deep - mlp (pts)``).
+
+    Raises:
+        ValueError: unknown models, repeated dataset names, or a corrupt ``cells.csv``.
+    """
+    from shapnet.datasets import Dataset
+    from shapnet.progress import progress as progress_bar
+
+    datasets = [datasets] if isinstance(datasets, Dataset) else list(datasets)
+    names = [ds.name for ds in datasets]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown or not models:
+        raise ValueError(f"unknown models {unknown}; expected some of {list(MODELS)}.")
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(
+            f"datasets must be given with distinct names (cells are keyed by them), got {names}."
+        )
+    checkpoints = dict(vision_checkpoints or {})
+    cells = None if out is None else cell_file(prepare_out(out) / "cells.csv")
+    rows = [] if cells is None else cells.read()
     done = {(r["dataset"], r["model"], r["seed"]) for r in rows}
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
-
-    from tqdm.auto import tqdm
-
-    from shapnet.datasets import load_dataset
-
+    seeds_of = {ds.name: list(seeds)[:1] if ds.name in single_seed else list(seeds) for ds in datasets}
+    todo = [
+        (ds, m, s)
+        for ds in datasets
+        for m in models
+        for s in seeds_of[ds.name]
+        if (ds.name, m, s) not in done
+    ]
     start = time.perf_counter()
-    single = {d.strip() for d in args.single_seed.split(",") if d.strip()}
-    seeds_of = {d: seeds[:1] if d in single else seeds for d in datasets}
-    todo = [(d, m, s) for d in datasets for m in models for s in seeds_of[d] if (d, m, s) not in done]
-    with tqdm(total=len(todo), desc="accuracy", unit="cell") as bar:
-        loaded: dict[str, Any] = {}
-        for name, model, seed in todo:
-            bar.set_postfix_str(f"{name} {model} seed {seed}")
-            ds = loaded.get(name) or loaded.setdefault(name, load_dataset(name, args.data_dir, random_state=0))
+    with progress_bar(total=len(todo), desc="accuracy cells", unit="cell", disable=not progress) as bar:
+        for ds, model, seed in todo:
             n_features = int(np.prod(ds.X_train.shape[1:]))
-            reason = skip_reason(name, model, n_features, ds.image_shape is not None)
-            if model == "vision" and reason is None and name == "mnist" and "mnist" not in checkpoints:
+            reason = skip_reason(ds.name, model, n_features, ds.image_shape is not None)
+            if model == "vision" and reason is None and ds.name == "mnist" and "mnist" not in checkpoints:
                 reason = "no --vision-checkpoint mnist=PATH given"
             if reason is not None:
-                row = {"dataset": name, "model": model, "seed": seed, "skipped": reason}
+                row = {"dataset": ds.name, "model": model, "seed": seed, "skipped": reason}
             else:
-                row = run_cell(ds, model, seed, checkpoints.get(name))
-            rows.append(cells.append(row))
+                row = run_cell(ds, model, seed, checkpoints.get(ds.name))
+            rows.append(row if cells is None else cells.append(row))
             bar.update(1)
-    rows = [r for r in rows if r["dataset"] in datasets and r["model"] in models and r["seed"] in seeds_of[r["dataset"]]]
-    table = pivot(rows, datasets, models)
-    print(format_table(table, list(table[0])))
-    skipped = sorted({f"  {r['dataset']} / {LABELS[r['model']]}: {r['skipped']}" for r in rows if r.get("skipped")})
-    if skipped:
-        print("not run:\n" + "\n".join(skipped))
+    rows = [
+        {k: v for k, v in r.items() if k != "line"}
+        for r in rows
+        if r["dataset"] in seeds_of and r["model"] in models and r["seed"] in seeds_of[r["dataset"]]
+    ]
     import pandas as pd
 
-    pd.DataFrame(rows).to_csv(out / "accuracy.csv", index=False)
-    info = {**machine_info(), "threads": args.threads, "wall_seconds_this_call": time.perf_counter() - start}
-    write_json(out / "accuracy.json", {"machine": info, "settings": vars(args), "table": table, "cells": rows})
-    plot(rows, datasets, models, out / "accuracy.png")
-    print(f"wrote {out / 'accuracy.csv'}, {out / 'accuracy.json'}, {out / 'accuracy.png'}")
+    table = pivot(rows, names, list(models))
+    frame = pd.DataFrame(rows, columns=list(CELL_COLUMNS))
+    frame.attrs["table"] = table
+    log("test accuracy, or R² for a regression (higher is better); mean over seeds ± sample std")
+    log(format_table(table))
+    skipped = sorted(
+        {f"  {r['dataset']} / {LABELS[r['model']]}: {r['skipped']}" for r in rows if r.get("skipped")}
+    )
+    if skipped:
+        log("not run:\n" + "\n".join(skipped))
+    if out is not None:
+        settings = {
+            "datasets": names,
+            "models": list(models),
+            "seeds": list(seeds),
+            "single_seed": list(single_seed),
+            "vision_checkpoints": checkpoints,
+        }
+        write_outputs(
+            out,
+            "accuracy",
+            frame,
+            {"settings": settings, "table": table, "cells": rows},
+            lambda path: plot(rows, names, list(models), path),
+            started=start,
+            log=log,
+        )
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shapnet.cli import add_dataset_arguments, dataset_from_args, fail_cleanly
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks accuracy", description=__doc__.split("\n")[0])
+    add_dataset_arguments(parser, default=",".join(DEFAULT_DATASETS))
+    parser.add_argument(
+        "--models",
+        type=comma_separated(str),
+        default=list(MODELS),
+        help=f"comma-separated, some of {','.join(MODELS)}",
+    )
+    parser.add_argument("--out", default="results/accuracy")
+    parser.add_argument(
+        "--seeds",
+        type=comma_separated(int),
+        default=[0],
+        help="comma-separated seeds (weights, shuffling, validation split)",
+    )
+    parser.add_argument(
+        "--single-seed",
+        type=comma_separated(str),
+        default=["adult", "mnist"],
+        help="datasets that use only the first seed (the large ones; default: adult,mnist)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: results do not depend on the machine)"
+    )
+    parser.add_argument(
+        "--vision-checkpoint",
+        default=None,
+        help="DATASET=PATH[,...]: a VisionShapNet trained by `python -m shapnet.training` (model.pt)",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+    try:
+        checkpoints = _checkpoints(args.vision_checkpoint)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+    unknown = sorted(set(args.models) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; expected some of {list(MODELS)}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        with fail_cleanly(args.out):
+            # Every dataset loads before the first cell runs: a bad name fails before anything is written.
+            names = [n.strip() for n in args.dataset.split(",") if n.strip()]
+            datasets = [
+                dataset_from_args(argparse.Namespace(**{**vars(args), "dataset": n}), random_state=0)
+                for n in names
+            ]
+            run_accuracy(
+                datasets,
+                models=args.models,
+                seeds=args.seeds,
+                single_seed=args.single_seed,
+                vision_checkpoints=checkpoints,
+                out=args.out,
+                progress=args.progress,
+            )
+    finally:
+        torch.set_num_threads(threads)
     return 0

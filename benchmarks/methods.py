@@ -41,20 +41,26 @@ import torch
 from torch import nn
 
 __all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
     "AttributionFn",
     "MethodSpec",
-    "METHODS",
-    "DEFAULT_METHODS",
-    "register_method",
     "get_method",
-    "list_methods",
     "is_shapnet",
+    "list_methods",
+    "register_method",
 ]
 
 
 class AttributionFn(Protocol):
     def __call__(
-        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int,
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        background: torch.Tensor,
+        seed: int,
         **budget: Any,
     ) -> torch.Tensor: ...
 
@@ -104,7 +110,9 @@ class MethodSpec:
             )
         target = torch.as_tensor(target, dtype=torch.long).reshape(-1)
         if target.shape[0] != x.shape[0]:
-            raise ValueError(f"target must hold one index per row of x ({x.shape[0]}), got {target.shape[0]}.")
+            raise ValueError(
+                f"target must hold one index per row of x ({x.shape[0]}), got {target.shape[0]}."
+            )
         background = torch.as_tensor(background, dtype=x.dtype)
         if background.dim() == x.dim() - 1:
             background = background.unsqueeze(0)
@@ -119,10 +127,14 @@ class MethodSpec:
             warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
             warnings.filterwarnings("ignore", message=r"Setting forward, backward hooks")
             warnings.filterwarnings("ignore", message=r"You are providing multiple inputs for Lime")
+            # shap's Kernel SHAP with fewer coalitions than it would like (small budgets on purpose).
+            warnings.filterwarnings("ignore", message=r"Linear regression equation is singular")
             out = self.fn(model, x, target, background=background, seed=seed, **dict(self.budget))
         out = torch.as_tensor(out).detach().to(torch.float32)
         if out.shape != x.shape:
-            raise ValueError(f"method {self.name!r} returned shape {tuple(out.shape)}, expected {tuple(x.shape)}.")
+            raise ValueError(
+                f"method {self.name!r} returned shape {tuple(out.shape)}, expected {tuple(x.shape)}."
+            )
         return out
 
 
@@ -157,7 +169,9 @@ def get_method(name: str) -> MethodSpec:
     try:
         return METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown attribution method {name!r}; valid methods are: {', '.join(METHODS)}.") from None
+        raise ValueError(
+            f"unknown attribution method {name!r}; valid methods are: {', '.join(METHODS)}."
+        ) from None
 
 
 def list_methods() -> list[str]:
@@ -169,13 +183,13 @@ def list_methods() -> list[str]:
 def _seeded(seed: int) -> Iterator[None]:
     """Seed torch's and numpy's global RNGs for the block (Captum and shap draw from them), then restore."""
     with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        state = np.random.get_state()
+        state = np.random.get_state()  # noqa: NPY002 (the libraries draw from numpy's global RNG)
         torch.manual_seed(int(seed))
-        np.random.seed(int(seed) % 2**32)
+        np.random.seed(int(seed) % 2**32)  # noqa: NPY002
         try:
             yield
         finally:
-            np.random.set_state(state)
+            np.random.set_state(state)  # noqa: NPY002
 
 
 # --------------------------------------------------------------------------- #
@@ -201,7 +215,9 @@ def _max_features(limit: int) -> SupportsFn:
     def requirement(model: nn.Module, n_features: int) -> str | None:
         if n_features <= limit:
             return None
-        return f"exact enumeration needs d <= {limit} features (2**d coalitions per row), got d = {n_features}"
+        return (
+            f"exact enumeration needs d <= {limit} features (2**d coalitions per row), got d = {n_features}"
+        )
 
     return requirement
 
@@ -211,16 +227,20 @@ _NONLINEAR_MODULES = (nn.ReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softplus)
 
 def _needs_relu_modules(model: nn.Module, n_features: int) -> str | None:
     # Captum's DeepLift rewrites the gradients of nn.ReLU (etc.) *modules*; a ShapNet applies its ReLUs inside
-    # a custom autograd function, so Captum would silently return plain gradient x (input - baseline): checked,
+    # a custom autograd function, so Captum would silently return plain gradient x (input - baseline):
     # identical to input_x_gradient to 1e-8 on a DeepShapNet, and summation-to-delta fails.
     if is_shapnet(model):
         return (
             "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
-            "Captum's DeepLift rescale rule never applies: the result is exactly gradient x (input - baseline) "
-            "(= input_x_gradient) and misses summation-to-delta; use --model mlp for DeepLift"
+            "Captum's DeepLift rescale rule never applies: the result is exactly gradient x "
+            "(input - baseline) (= input_x_gradient) and misses summation-to-delta; use --model mlp for "
+            "DeepLift"
         )
     if not any(isinstance(m, _NONLINEAR_MODULES) for m in model.modules()):
-        return f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules to act on"
+        return (
+            f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules "
+            "to act on"
+        )
     return None
 
 
@@ -229,9 +249,9 @@ def _needs_relu_modules_shap(model: nn.Module, n_features: int) -> str | None:
     # much as plain gradients do (additivity error ~0.1 logit on a small DeepShapNet, 1e-7 on an MLP).
     if is_shapnet(model):
         return (
-            "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so shap's "
-            "DeepExplainer cannot apply its DeepLift multipliers: it runs, but its values fail its own "
-            "additivity check (they do not sum to f(x) - f(background)); use --model mlp for shap_deep"
+            "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
+            "shap's DeepExplainer cannot apply its DeepLift multipliers: it runs, but its values fail its "
+            "own additivity check (they do not sum to f(x) - f(background)); use --model mlp for shap_deep"
         )
     return _needs_relu_modules(model, n_features)
 
@@ -299,7 +319,9 @@ def random_scores(
 # Captum: gradients
 # --------------------------------------------------------------------------- #
 @register_method("saliency", library="captum", description="|d output / d input| (Simonyan et al.)")
-def saliency(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+def saliency(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
     from captum.attr import Saliency
 
     return Saliency(_captum_model(model)).attribute(x, target=target, abs=True)
@@ -326,53 +348,65 @@ def input_x_gradient(
     budget={"n_steps": 32},
 )
 def integrated_gradients(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_steps: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    n_steps: int,
 ) -> torch.Tensor:
     from captum.attr import IntegratedGradients
 
     return IntegratedGradients(_captum_model(model)).attribute(
-        x, baselines=_baseline_row(background), target=target, n_steps=n_steps,
+        x,
+        baselines=_baseline_row(background),
+        target=target,
+        n_steps=n_steps,
         internal_batch_size=max(x.shape[0], 1) * 8,
     )
 
 
-def _noise_tunnel(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, nt_type: str, nt_samples: int, stdevs: float
-) -> torch.Tensor:
-    from captum.attr import NoiseTunnel, Saliency
+def _noise_tunnel(nt_type: str, description: str) -> AttributionFn:
+    """Register Captum's NoiseTunnel over signed gradients as ``nt_type`` (smoothgrad_sq squares them,
+    vargrad takes their variance, as in Hooker et al.)."""
 
-    # Signed gradients: smoothgrad_sq squares them and vargrad takes their variance, as in Hooker et al.
-    return NoiseTunnel(Saliency(_captum_model(model))).attribute(
-        x, nt_type=nt_type, nt_samples=nt_samples, nt_samples_batch_size=nt_samples, stdevs=stdevs,
-        target=target, abs=False,
+    @register_method(
+        nt_type, library="captum", description=description, budget={"nt_samples": 16, "stdevs": 0.5}
     )
+    def noise_tunnel(
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        background: torch.Tensor,
+        seed: int,
+        nt_samples: int,
+        stdevs: float,
+    ) -> torch.Tensor:
+        from captum.attr import NoiseTunnel, Saliency
+
+        # stdevs in standardised units: about 15 % of a standardised feature's typical range (SmoothGrad's
+        # advice).
+        return NoiseTunnel(Saliency(_captum_model(model))).attribute(
+            x,
+            nt_type=nt_type,
+            nt_samples=nt_samples,
+            nt_samples_batch_size=nt_samples,
+            stdevs=stdevs,
+            target=target,
+            abs=False,
+        )
+
+    return noise_tunnel
 
 
-@register_method(
-    "smoothgrad_sq",
-    library="captum",
-    description="mean of squared gradients under Gaussian input noise (NoiseTunnel); a ROAR winner",
-    budget={"nt_samples": 16, "stdevs": 0.5},
+smoothgrad_sq = _noise_tunnel(
+    "smoothgrad_sq", "mean of squared gradients under Gaussian input noise (NoiseTunnel); a ROAR winner"
 )
-def smoothgrad_sq(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int,
-    nt_samples: int, stdevs: float,
-) -> torch.Tensor:
-    # stdevs in standardised units: about 15 % of a standardised feature's typical range (SmoothGrad's advice).
-    return _noise_tunnel(model, x, target, "smoothgrad_sq", nt_samples, stdevs)
-
-
-@register_method(
-    "vargrad",
-    library="captum",
-    description="variance of gradients under Gaussian input noise (NoiseTunnel); a ROAR winner",
-    budget={"nt_samples": 16, "stdevs": 0.5},
+vargrad = _noise_tunnel(
+    "vargrad", "variance of gradients under Gaussian input noise (NoiseTunnel); a ROAR winner"
 )
-def vargrad(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int,
-    nt_samples: int, stdevs: float,
-) -> torch.Tensor:
-    return _noise_tunnel(model, x, target, "vargrad", nt_samples, stdevs)
 
 
 @register_method(
@@ -382,11 +416,19 @@ def vargrad(
     budget={"n_samples": 16},
 )
 def gradient_shap(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    n_samples: int,
 ) -> torch.Tensor:
     from captum.attr import GradientShap
 
-    return GradientShap(_captum_model(model)).attribute(x, baselines=background, target=target, n_samples=n_samples)
+    return GradientShap(_captum_model(model)).attribute(
+        x, baselines=background, target=target, n_samples=n_samples
+    )
 
 
 @register_method(
@@ -395,7 +437,9 @@ def gradient_shap(
     description="DeepLift rescale rule against the baseline (Captum)",
     requirement=_needs_relu_modules,
 )
-def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+def deeplift(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
     from captum.attr import DeepLift
 
     return DeepLift(_captum_model(model)).attribute(x, baselines=_baseline_row(background), target=target)
@@ -420,6 +464,31 @@ def deeplift_shap(
 # --------------------------------------------------------------------------- #
 # Captum: perturbations (whole pixels for images)
 # --------------------------------------------------------------------------- #
+def _perturbation(
+    method: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    background: torch.Tensor,
+    *,
+    per_eval: int,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Captum's perturbation ``method`` (a class of ``captum.attr``) against the baseline row; whole pixels
+    for images; ``per_eval`` perturbed copies per forward pass."""
+    import captum.attr
+
+    with torch.no_grad():
+        return getattr(captum.attr, method)(model).attribute(
+            x,
+            baselines=_baseline_row(background),
+            target=target,
+            feature_mask=_pixel_mask(x),
+            perturbations_per_eval=per_eval,
+            **kwargs,
+        )
+
+
 @register_method(
     "feature_ablation",
     library="captum",
@@ -428,13 +497,7 @@ def deeplift_shap(
 def feature_ablation(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
 ) -> torch.Tensor:
-    from captum.attr import FeatureAblation
-
-    with torch.no_grad():
-        return FeatureAblation(model).attribute(
-            x, baselines=_baseline_row(background), target=target, feature_mask=_pixel_mask(x),
-            perturbations_per_eval=_per_eval(x),
-        )
+    return _perturbation("FeatureAblation", model, x, target, background, per_eval=_per_eval(x))
 
 
 @register_method(
@@ -444,15 +507,17 @@ def feature_ablation(
     budget={"n_samples": 10},
 )
 def shapley_value_sampling(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    n_samples: int,
 ) -> torch.Tensor:
-    from captum.attr import ShapleyValueSampling
-
-    with torch.no_grad():
-        return ShapleyValueSampling(model).attribute(
-            x, baselines=_baseline_row(background), target=target, n_samples=n_samples,
-            feature_mask=_pixel_mask(x), perturbations_per_eval=_per_eval(x),
-        )
+    return _perturbation(
+        "ShapleyValueSampling", model, x, target, background, per_eval=_per_eval(x), n_samples=n_samples
+    )
 
 
 @register_method(
@@ -462,15 +527,15 @@ def shapley_value_sampling(
     budget={"n_samples": 200},
 )
 def kernel_shap(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    n_samples: int,
 ) -> torch.Tensor:
-    from captum.attr import KernelShap
-
-    with torch.no_grad():
-        return KernelShap(model).attribute(
-            x, baselines=_baseline_row(background), target=target, n_samples=n_samples,
-            feature_mask=_pixel_mask(x), perturbations_per_eval=n_samples,
-        )
+    return _perturbation("KernelShap", model, x, target, background, per_eval=n_samples, n_samples=n_samples)
 
 
 @register_method(
@@ -480,24 +545,25 @@ def kernel_shap(
     budget={"n_samples": 200},
 )
 def lime(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, n_samples: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    n_samples: int,
 ) -> torch.Tensor:
-    from captum.attr import Lime
-
-    with torch.no_grad():
-        return Lime(model).attribute(
-            x, baselines=_baseline_row(background), target=target, n_samples=n_samples,
-            feature_mask=_pixel_mask(x), perturbations_per_eval=n_samples,
-        )
+    return _perturbation("Lime", model, x, target, background, per_eval=n_samples, n_samples=n_samples)
 
 
 # --------------------------------------------------------------------------- #
 # shap
 # --------------------------------------------------------------------------- #
 def _numpy_model(model: nn.Module, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """``f(X) -> logits`` for shap: ``X`` ``(N, prod(input_shape))`` (any float dtype) to ``(N, K)`` float64."""
+    """``f(X) -> logits`` for shap: ``X`` ``(N, prod(input_shape))`` (any float dtype) to ``(N, O)``
+    float64."""
 
-    def f(X: np.ndarray) -> np.ndarray:  # noqa: N803
+    def f(X: np.ndarray) -> np.ndarray:
         # shap's maskers hand over float64; the model is float32.
         flat = torch.as_tensor(np.asarray(X, dtype=np.float32))
         out = []
@@ -510,10 +576,24 @@ def _numpy_model(model: nn.Module, input_shape: tuple[int, ...]) -> Callable[[np
 
 
 def _select(values: np.ndarray, target: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``values`` ``(B, F, K)`` -> the target's column ``(B, *input_shape)``."""
+    """``values`` ``(B, F, O)`` -> the target's column ``(B, *input_shape)``; ``(B, F)`` (shap drops ``O``
+    for single-output models) is taken as it is."""
     values = np.asarray(values)
-    rows = np.arange(values.shape[0])
-    return torch.as_tensor(values[rows, :, target.numpy()].astype(np.float32)).view(-1, *shape)
+    if values.ndim == 3:
+        values = values[np.arange(values.shape[0]), :, target.numpy()]
+    return torch.as_tensor(values.astype(np.float32)).view(-1, *shape)
+
+
+def _shap(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    explain: Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], np.ndarray],
+) -> torch.Tensor:
+    """A shap explainer on the flattened rows: ``explain(f, X (B, E))`` returns values ``(B, E[, O])``;
+    the target's column, ``(B, *input_shape)``."""
+    shape = tuple(x.shape[1:])
+    return _select(explain(_numpy_model(model, shape), x.reshape(x.shape[0], -1).numpy()), target, shape)
 
 
 def _shap_masker(background: torch.Tensor) -> Any:
@@ -528,14 +608,16 @@ def _shap_masker(background: torch.Tensor) -> Any:
     description="exact Shapley values over all 2**d coalitions against the background (shap Exact)",
     requirement=_max_features(15),
 )
-def shap_exact(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+def shap_exact(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
     import shap
 
-    shape = tuple(x.shape[1:])
-    explainer = shap.explainers.Exact(_numpy_model(model, shape), _shap_masker(background))
-    flat = x.reshape(x.shape[0], -1).numpy()
-    values = explainer(flat, max_evals=2 ** flat.shape[1] + 1, silent=True).values
-    return _select(values, target, shape)
+    def explain(f: Callable[[np.ndarray], np.ndarray], flat: np.ndarray) -> np.ndarray:
+        explainer = shap.explainers.Exact(f, _shap_masker(background))
+        return explainer(flat, max_evals=2 ** flat.shape[1] + 1, silent=True).values
+
+    return _shap(model, x, target, explain)
 
 
 @register_method(
@@ -545,16 +627,22 @@ def shap_exact(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, backg
     budget={"permutations": 5},
 )
 def shap_permutation(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, permutations: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    permutations: int,
 ) -> torch.Tensor:
     import shap
 
-    shape = tuple(x.shape[1:])
-    flat = x.reshape(x.shape[0], -1).numpy()
-    explainer = shap.explainers.Permutation(_numpy_model(model, shape), _shap_masker(background), seed=int(seed))
-    # shap spends (2 d + 1) evaluations per permutation (forward and backward pass over it).
-    values = explainer(flat, max_evals=permutations * (2 * flat.shape[1] + 1), silent=True).values
-    return _select(values, target, shape)
+    def explain(f: Callable[[np.ndarray], np.ndarray], flat: np.ndarray) -> np.ndarray:
+        explainer = shap.explainers.Permutation(f, _shap_masker(background), seed=int(seed))
+        # shap spends (2 d + 1) evaluations per permutation (forward and backward pass over it).
+        return explainer(flat, max_evals=permutations * (2 * flat.shape[1] + 1), silent=True).values
+
+    return _shap(model, x, target, explain)
 
 
 @register_method(
@@ -564,15 +652,22 @@ def shap_permutation(
     budget={"nsamples": 200},
 )
 def shap_kernel(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, nsamples: int
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    background: torch.Tensor,
+    seed: int,
+    nsamples: int,
 ) -> torch.Tensor:
     import shap
 
-    shape = tuple(x.shape[1:])
-    flat = x.reshape(x.shape[0], -1).numpy()
-    explainer = shap.KernelExplainer(_numpy_model(model, shape), background.reshape(background.shape[0], -1).numpy())
-    values = explainer.shap_values(flat, nsamples=nsamples, silent=True, l1_reg=False)  # shap would keep only 10 features
-    return _select(values, target, shape)
+    def explain(f: Callable[[np.ndarray], np.ndarray], flat: np.ndarray) -> np.ndarray:
+        explainer = shap.KernelExplainer(f, background.reshape(background.shape[0], -1).numpy())
+        # l1_reg=False: plain Kernel SHAP (shap's default would keep only 10 features).
+        return explainer.shap_values(flat, nsamples=nsamples, silent=True, l1_reg=False)
+
+    return _shap(model, x, target, explain)
 
 
 @register_method(
@@ -581,7 +676,9 @@ def shap_kernel(
     description="DeepLift-style attributions with the background as reference (shap DeepExplainer)",
     requirement=_needs_relu_modules_shap,
 )
-def shap_deep(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int) -> torch.Tensor:
+def shap_deep(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
+) -> torch.Tensor:
     import shap
 
     explainer = shap.DeepExplainer(model.eval(), background)
@@ -594,5 +691,10 @@ def shap_deep(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, backgr
 #: winners of Hooker et al., Integrated Gradients (the same baseline, a path method) and Captum's
 #: permutation-sampling Shapley values (a model-agnostic estimate of the same game ShapNet computes).
 DEFAULT_METHODS: tuple[str, ...] = (
-    "shapnet", "random", "smoothgrad_sq", "vargrad", "integrated_gradients", "shapley_value_sampling",
+    "shapnet",
+    "random",
+    "smoothgrad_sq",
+    "vargrad",
+    "integrated_gradients",
+    "shapley_value_sampling",
 )

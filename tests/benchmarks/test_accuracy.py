@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from benchmarks import accuracy
 from benchmarks.models import ModelConfig, build_model
+from shapnet.datasets import from_arrays
 
 
 def test_mlp_width_matches_the_parameter_budget() -> None:
@@ -28,43 +32,115 @@ def test_skip_reasons() -> None:
 def test_runs_scores_and_resumes_without_rerunning(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(accuracy, "DEFAULT_RECIPE", (3, 64))  # keep the test fast
     out = tmp_path / "acc"
-    argv = ["--datasets", "wine,diabetes", "--models", "gam,deep,mlp,logreg,hgb,vision", "--out", str(out)]
+    argv = [
+        "--dataset",
+        "wine,diabetes",
+        "--models",
+        "gam,deep,mlp,logreg,hgb,vision",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert accuracy.main(argv) == 0
     cells = accuracy.cell_file(out / "cells.csv").read()
     assert len(cells) == 12
     scored = [c for c in cells if c["score"] is not None]
-    assert {c["metric"] for c in scored} == {"accuracy", "r2"}
+    assert {c["metric"] for c in scored} == {"accuracy", "r2"}  # the regression keeps its R² column
     wine = {c["model"]: c["score"] for c in scored if c["dataset"] == "wine"}
     assert wine["logreg"] > 0.9 and wine["hgb"] > 0.8 and 0.0 <= wine["gam"] <= 1.0
-    assert {c["model"] for c in cells if c.get("skipped")} == {"vision"}
+    assert {c["model"] for c in cells if c["skipped"]} == {"vision"}
     mlp = next(c for c in scored if c["model"] == "mlp" and c["dataset"] == "wine")
     deep = next(c for c in scored if c["model"] == "deep" and c["dataset"] == "wine")
     assert abs(mlp["params"] - deep["params"]) / deep["params"] < 0.05  # "an MLP of similar size"
     printed = capsys.readouterr().out
-    assert "deep - mlp (pts)" in printed and "n/a" in printed
+    assert "deep - mlp (pts)" in printed and "n/a" in printed and "higher is better" in printed
+    assert "| 1.0000 " in printed and "1.0000 ±" not in printed  # one seed: plain numbers
     for name in ("accuracy.csv", "accuracy.json", "accuracy.png"):
         assert (out / name).stat().st_size > 0
 
     # A second call with the same cells trains nothing; a new seed adds only its own cells.
     assert accuracy.main(argv) == 0
     assert len((out / "cells.csv").read_text().splitlines()) == 1 + 12
-    assert accuracy.main([*argv[:3], "logreg", "--out", str(out), "--seeds", "0,1"]) == 0
-    assert len((out / "cells.csv").read_text().splitlines()) == 1 + 14
+    assert (
+        accuracy.main(["--dataset", "wine", "--models", "logreg", "--out", str(out), "--seeds", "0,1"]) == 0
+    )
+    assert len((out / "cells.csv").read_text().splitlines()) == 1 + 13
 
 
-def test_unknown_names_are_rejected(tmp_path) -> None:
+def test_cli_on_a_csv_with_categoricals_and_a_string_target(
+    mixed_csv: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(accuracy, "DEFAULT_RECIPE", (2, 64))
+    out = tmp_path / "acc"
+    assert (
+        accuracy.main(
+            [
+                "--dataset",
+                str(mixed_csv),
+                "--models",
+                "gam,logreg,hgb",
+                "--seeds",
+                "0,1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    cells = pd.read_csv(out / "accuracy.csv")
+    assert set(cells["dataset"]) == {"shop"} and len(cells) == 6
+    assert set(cells["metric"]) == {"accuracy"} and cells["score"].between(0, 1).all()
+    assert cells.loc[cells["model"] == "logreg", "score"].min() > 0.8  # the label is nearly linear
+
+
+def test_run_accuracy_over_datasets_from_arrays(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    classes = from_arrays(X, np.where(X[:, 0] > 0, "up", "down"), name="updown")
+    values = from_arrays(X, X[:, 1] * 2 + 0.1 * rng.normal(size=150), task="regression", name="line")
+    frame = accuracy.run_accuracy(
+        [classes, values], models=["logreg", "hgb"], seeds=[0, 1], progress=False, log=lambda _: None
+    )
+    assert (
+        isinstance(frame, pd.DataFrame)
+        and len(frame) == 8
+        and list(frame.columns) == list(accuracy.CELL_COLUMNS)
+    )
+    assert set(frame.loc[frame["dataset"] == "line", "metric"]) == {"r2"}
+    assert frame.loc[frame["dataset"] == "line", "score"].min() > 0.9
+    table = {row["dataset"]: row for row in frame.attrs["table"]}
+    assert "±" in table["updown"]["LogisticRegression"]  # two seeds: mean ± sample std
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="distinct names"):
+        accuracy.run_accuracy([classes, classes], models=["logreg"], log=lambda _: None)
+    with pytest.raises(ValueError, match="unknown models"):
+        accuracy.run_accuracy(classes, models=["svm"], log=lambda _: None)
+
+
+def test_bad_names_fail_cleanly_and_leave_nothing(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
-        accuracy.main(["--datasets", "iris", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        accuracy.main(["--models", "svm", "--out", str(tmp_path)])
+        accuracy.main(["--models", "svm", "--out", str(tmp_path / "a")])
+    out = tmp_path / "b"
+    with pytest.raises(SystemExit) as exit_info:
+        accuracy.main(["--dataset", "wine,iris", "--models", "logreg", "--out", str(out)])
+    assert exit_info.value.code == 2 and "iris" in capsys.readouterr().err
+    assert not out.exists()  # wine's cell was not run: every dataset loads first
 
 
 def test_vision_cell_on_digits_trains_a_vision_shapnet(monkeypatch) -> None:
     from shapnet.datasets import load_dataset
 
     ds = load_dataset("digits", random_state=0)
-    small = type(ds)(**{**ds.__dict__, "X_train": ds.X_train[:200], "y_train": ds.y_train[:200],
-                        "X_test": ds.X_test[:100], "y_test": ds.y_test[:100]})
+    small = type(ds)(
+        **{
+            **ds.__dict__,
+            "X_train": ds.X_train[:200],
+            "y_train": ds.y_train[:200],
+            "X_test": ds.X_test[:100],
+            "y_test": ds.y_test[:100],
+        }
+    )
     monkeypatch.setattr(accuracy, "VISION_EPOCHS", 1)
     torch.manual_seed(0)
     row = accuracy.run_cell(small, "vision", 0)

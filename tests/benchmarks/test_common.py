@@ -132,7 +132,7 @@ def test_format_table_and_headers() -> None:
     text = common.format_table(pd.DataFrame({"method": ["a", "b"], "auc": [0.123456, None]}))
     lines = text.splitlines()
     assert lines[0].split("|")[1:3] == [" method ", " auc    "]
-    assert "0.1235" in lines[2] and lines[3].split("|")[2].strip() in ("", "nan")
+    assert "0.1235" in lines[2] and lines[3].split("|")[2].strip() == ""
     assert common.format_table([]) == "(no rows)"
     assert common.better("area", "lower") == "area (lower is better)"
     with pytest.raises(ValueError, match="direction"):

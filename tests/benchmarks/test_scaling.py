@@ -6,30 +6,47 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import scaling
 
 
-def test_cli_quick_writes_expected_rows(tmp_path: Path) -> None:
+def test_cli_small_writes_expected_rows(tmp_path: Path) -> None:
     out = tmp_path / "scaling"
-    assert scaling.main(["--quick", "--dims", "4,8,32", "--out", str(out)]) == 0
+    small = [
+        "--batch",
+        "4",
+        "--train-steps",
+        "2",
+        "--channels",
+        "4",
+        "--hidden",
+        "8",
+        "--calib-samples",
+        "2",
+        "--max-seconds",
+        "0.5",
+        "--repeats",
+        "1",
+    ]
+    assert scaling.main(["--dims", "4,8,32", *small, "--out", str(out)]) == 0
     with open(out / "scaling.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["d", "method", "budget", "budget_rule", "evals_per_sample", "measured",
-                             "seconds_per_batch", "rel_l2", "x_shapnet"]
+    assert list(rows[0]) == list(scaling.COLUMNS)
     cells = [(int(r["d"]), r["method"]) for r in rows]
-    posthoc = ["shap Kernel", "Captum ShapleyValueSampling"]
+    posthoc = list(scaling.POSTHOC)  # registry names: shap_kernel, shapley_value_sampling
     assert cells == [
-        *[(d, m) for d in (4, 8) for m in ["ShapNet (built-in)", "exact_shapley (brute force)", *posthoc]],
-        *[(32, m) for m in ["ShapNet (built-in)", *posthoc]],
+        *[(d, m) for d in (4, 8) for m in ["shapnet", "exact_shapley (brute force)", *posthoc]],
+        *[(32, m) for m in ["shapnet", *posthoc]],
     ]
     for r in rows:
         assert float(r["seconds_per_batch"]) > 0 and 1 <= int(r["measured"]) <= 4
         if r["method"] in posthoc:
-            small = int(r["d"]) <= scaling.MAX_EXACT
-            assert r["budget_rule"].startswith("calibrated" if small else "shap default" if "Kernel" in r["method"]
-                                               else "Captum default")
+            exact = int(r["d"]) <= scaling.MAX_EXACT
+            assert r["budget_rule"].startswith(
+                "calibrated" if exact else "shap default" if "kernel" in r["method"] else "Captum default"
+            )
     payload = json.loads((out / "scaling.json").read_text())
     for d in ("4", "8"):
         cal = payload["calibration"][d]
@@ -38,9 +55,9 @@ def test_cli_quick_writes_expected_rows(tmp_path: Path) -> None:
             # A calibrated budget either reaches the ShapNet's error or is flagged as not reaching it.
             assert cal[name]["reached"] == (cal[name]["rel_l2"] <= target)
     # Kernel SHAP at d = 4 enumerates all 2**4 coalitions at its largest budget: it must reach the target.
-    assert payload["calibration"]["4"]["shap Kernel"]["reached"]
+    assert payload["calibration"]["4"]["shap_kernel"]["reached"]
     # Evaluations: 25 permutations of d = 32 features (plus the baseline) for Captum's default.
-    svs32 = next(r for r in rows if r["d"] == "32" and r["method"] == "Captum ShapleyValueSampling")
+    svs32 = next(r for r in rows if r["d"] == "32" and r["method"] == "shapley_value_sampling")
     assert float(svs32["evals_per_sample"]) == 25 * 32 + 1
     assert (out / "scaling.png").stat().st_size > 0
 
@@ -51,3 +68,9 @@ def test_synthetic_task_is_seeded() -> None:
     assert x1.shape == (32, 16) and y1.shape == (32,)
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(scaling.synthetic_task(16, 32, seed=4)[1], y1)
+
+
+def test_bad_dims_are_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        scaling.main(["--dims", "4,x", "--out", str(tmp_path / "s")])
+    assert exit_info.value.code == 2 and not (tmp_path / "s").exists()
