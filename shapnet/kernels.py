@@ -169,6 +169,8 @@ def relu_modules_forward(
     phi_buf = np.empty((chunk, w_out.shape[2]), delta.dtype)
     if not accumulate:
         out[:] = 0.0
+    if norms.size > 0:
+        norms[:] = 0.0
     total_busy = 0
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
@@ -209,10 +211,13 @@ def relu_modules_forward(
                         for o in range(phi.shape[1]):  # explicit loops: slice arithmetic would allocate
                             out[f, n, o] += phi[r, o]
         if norms.size > 0:
+            # Only the busy rows: an idle module's features are 0 in its input and get no values, so their
+            # norms stay the 0 written below; a pass over every row would cost as much as a sparse layer.
             for j in range(k):
                 f = slots[j, m]
                 if f < out.shape[0]:
-                    for n in range(n_rows):
+                    for r in range(n_busy):
+                        n = rows[r]
                         total = 0.0
                         for o in range(out.shape[2]):
                             total += abs(out[f, n, o])
@@ -412,6 +417,8 @@ def prune_units(
                 if out.size == 0:
                     continue
                 if not kept:
+                    if in_place and norms[f, b] == 0.0:
+                        continue  # already all 0 (a sum of |x| is 0 only then): idle features cost no pass
                     for c in range(channels):
                         out[f, b0 + b, c] = 0.0
                 elif not in_place:
