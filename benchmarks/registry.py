@@ -11,5 +11,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "faithfulness": ("faithfulness", "Captum infidelity/sensitivity and Quantus faithfulness metrics for ShapNet and the ROAR methods"),
     "accuracy": ("accuracy", "test accuracy / R² of ShapNets vs a plain MLP, LogisticRegression and gradient boosting"),
     "sparsity": ("sparsity", "L1 on every layer's Shapley values, then threshold pruning: score against explanation speed-up"),
+    "image_reference": ("image_reference", "VisionShapNet reference 'mean' vs 'min': accuracy, ROAD, |phi| on the background"),
+    "distributed": ("distributed", "DDP training (torchrun, N processes) against one process: steps per second"),
     "scaling": ("scaling", "time to explain a batch as the number of features grows: ShapNet vs Kernel SHAP and sampling"),
 }

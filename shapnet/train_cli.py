@@ -113,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument(
+        "--no-test",
+        action="store_true",
+        help="skip the final test evaluation (test_* is then null), e.g. for timing runs",
+    )
+    p.add_argument(
         "--progress",
         choices=["auto", "none"],
         default="auto",
@@ -206,7 +211,9 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
         y_val=ds.y_test if args.eval_test_every_epoch else None,
     )
     tic = time.perf_counter()
-    test_score = _test_score(model, ds.X_test, ds.y_test, ds.task, world, device, show)
+    test_score = (
+        None if args.no_test else _test_score(model, ds.X_test, ds.y_test, ds.task, world, device, show)
+    )
     test_seconds = time.perf_counter() - tic
     metric = "accuracy" if ds.task == "classification" else "r2"
     out = {

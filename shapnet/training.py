@@ -711,7 +711,11 @@ def fit(
         lr: peak learning rate.
         weight_decay: AdamW's decoupled weight decay (Adam's L2 term with ``optimizer="adam"``).
         optimizer: ``"adamw"`` or ``"adam"``.
-        l1, linf, reg_layers, consistency, n_coalitions: see :func:`training_loss`.
+        l1: weight of the L1 penalty on the Shapley values (see :func:`training_loss`).
+        linf: weight of the L-infinity penalty.
+        reg_layers: ``"last"`` or ``"all"``: which layers' values the penalties see.
+        consistency: weight of the Shapley-consistency loss.
+        n_coalitions: coalitions per sample for the consistency loss.
         checkpoint: file written (atomically) at the end of every epoch with :func:`shapnet.save`;
             ``extra`` holds ``epoch``, ``epochs``, ``optimizer``, ``scheduler``, ``rng``, ``history`` and
             ``settings``. None: no checkpointing.
@@ -720,7 +724,8 @@ def fit(
             False starts afresh and overwrites it.
         progress: show progress over batches (rank 0; :func:`shapnet.progress.progress`).
         seed: seeds shuffling and the consistency loss's coalitions.
-        X_val, y_val: optional validation data, evaluated after every epoch.
+        X_val: optional validation inputs, evaluated after every epoch.
+        y_val: their targets (given with ``X_val``).
         task: ``"classification"`` (cross-entropy) or ``"regression"`` (MSE on ``K = 1`` output).
         lr_schedule: ``"cosine"`` (per batch, from ``lr`` to 0 over ``epochs``) or None (constant).
         callback: called (on every rank) with each epoch's history row after its checkpoint is written;
