@@ -65,9 +65,8 @@ def test_image_reference_trains_both_references_and_reports(tmp_path, capsys) ->
         for kind in ("morf", "lerf", "random"):
             assert set(row["curves"][kind]) == {str(p) for p in range(5, 100, 10)}  # JSON keys
             assert 0.0 <= row[f"road_{kind}"] <= 1.0
-    assert report["settings"]["raw_zero_pixel_fraction"] == pytest.approx(
-        0.75, abs=0.01
-    )  # 16 of 64 pixels lit
+    lit = 8 / 64  # one 2x4 block per image
+    assert report["settings"]["raw_zero_pixel_fraction"] == pytest.approx(1 - lit)
     assert (out / "image_reference.csv").exists() and (out / "image_reference.png").exists()
     assert "road_morf (lower is better)" in capsys.readouterr().out
     # A rerun reuses the finished training runs (their result.json is not rewritten).
