@@ -31,7 +31,8 @@ from .training import DIGITS_STAGES, _as_xy, _finish_score, _score_sums, fit
 
 __all__ = ["main", "build_model", "parser"]
 
-#: The training CLI's reference for image datasets (see docs/guide/training.md, "The reference").
+#: The training CLI's reference for image datasets: "mean" gave better accuracy and ROAD than "min" on MNIST
+#: (docs/guide/training.md, "The reference of an image model").
 DEFAULT_REFERENCE = "mean"
 
 
