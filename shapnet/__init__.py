@@ -11,6 +11,7 @@ from .fastshap import FastSHAP
 from .harsanyi import HarsanyiNet, VisionHarsanyiNet
 from .protocol import SelfExplaining, accepts_any_baseline, is_self_explaining
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups
+from .inputs import InputSpec
 from .io import load, save
 from .layers import ShapleyConv2d, ShapleyLayer
 from .models import DeepShapNet, ShallowShapNet, ShapNet, Stage, VisionShapNet
@@ -24,6 +25,7 @@ __all__ = [
     "FastSHAP",
     "GroupedMLP",
     "HarsanyiNet",
+    "InputSpec",
     "Pruning",
     "SelfExplaining",
     "ShallowShapNet",

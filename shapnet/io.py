@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .harsanyi import HarsanyiNet, VisionHarsanyiNet
 from .models import DeepShapNet, ShallowShapNet, ShapNet, VisionShapNet
+
+if TYPE_CHECKING:
+    from .inputs import InputSpec
 
 __all__ = ["save", "load", "MODEL_CLASSES"]
 
@@ -20,16 +23,22 @@ MODEL_CLASSES: dict[str, type[ShapNet]] = {
 }
 
 
-def save(model: ShapNet, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
+def save(
+    model: ShapNet, path: str | os.PathLike, *, extra: dict[str, Any] | None = None, inputs: InputSpec | None = None
+) -> None:
     """Write ``model`` (class name, constructor config and weights) to ``path``.
 
     Args:
         model: a ShapNet.
         path: destination file.
         extra: optional plain data stored alongside (e.g. training epoch, optimizer state).
+        inputs: the feature names, standardisation and output names the model was trained with
+            (:class:`shapnet.InputSpec`), so ``python -m shapnet.explain`` transforms raw tables the same way.
     """
     if type(model).__name__ not in MODEL_CLASSES:
         raise TypeError(f"save expects one of {sorted(MODEL_CLASSES)}, got {type(model).__name__}.")
+    if inputs is not None:
+        inputs.check_model(model)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -37,6 +46,7 @@ def save(model: ShapNet, path: str | os.PathLike, *, extra: dict[str, Any] | Non
         "config": model.config,
         "state_dict": model.state_dict(),
         "extra": extra or {},
+        "inputs": None if inputs is None else inputs.to_dict(),
     }
     tmp = f"{os.fspath(path)}.tmp"
     torch.save(payload, tmp)
