@@ -13,5 +13,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sparsity": ("sparsity", "L1 on every layer's Shapley values, then threshold pruning: score against explanation speed-up"),
     "image_reference": ("image_reference", "VisionShapNet reference 'mean' vs 'min': accuracy, ROAD, |phi| on the background"),
     "distributed": ("distributed", "DDP training (torchrun, N processes) against one process: steps per second"),
+    "explain_scale": ("explain_scale", "python -m shapnet.explain on a generated 64-feature Parquet file: rows/s with 1 and 2 Dask workers, worker memory"),
     "scaling": ("scaling", "time to explain a batch as the number of features grows: ShapNet vs Kernel SHAP and sampling"),
 }

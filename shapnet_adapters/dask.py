@@ -329,10 +329,11 @@ def read_table(path: str | os.PathLike, *, blocksize: str | int = DEFAULT_BLOCKS
                            aggregate_files=False)
 
 
-def _peak_rss_bytes() -> int:
-    """Peak resident memory of this process (Linux reports kilobytes, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+def _worker_usage() -> dict[str, float]:
+    """CPU seconds and peak resident memory (bytes) of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024  # Linux: kilobytes
+    return {"cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": float(peak)}
 
 
 def _file_signature(files: list[str]) -> list[list[Any]]:
@@ -425,7 +426,8 @@ def explain_files(
         log: where the summary lines go.
 
     Returns:
-        ``{"rows", "partitions", "seconds", "rows_per_second", "workers", "peak_rss_mb_per_worker", ...}``
+        ``{"rows", "partitions", "seconds", "rows_per_second", "workers", "worker_cpu_seconds",
+        "peak_rss_mb_per_worker", ...}``
         (also written to ``output/_explain.json``).
     """
     from distributed import Client, LocalCluster, as_completed
@@ -468,6 +470,7 @@ def explain_files(
         with Client(cluster if cluster is not None else scheduler) as client:
             workers = len(client.scheduler_info()["workers"])
             cluster_seconds = time.perf_counter() - started
+            before = client.run(_worker_usage)
             tic = time.perf_counter()
             rows = 0
             bar = tqdm(total=len(todo), desc="explaining partitions", unit="part", disable=not progress,
@@ -480,7 +483,7 @@ def explain_files(
                     if on_partition is not None:
                         on_partition(key_to_part[future.key], client)
             seconds = time.perf_counter() - tic
-            peaks = client.run(_peak_rss_bytes)
+            after = client.run(_worker_usage)
             loads = client.run(models_loaded)
     finally:
         if cluster is not None:
@@ -489,7 +492,13 @@ def explain_files(
         "rows": rows, "partitions": explained.npartitions, "partitions_this_run": len(todo),
         "seconds": seconds, "rows_per_second": rows / seconds if seconds > 0 else float("nan"),
         "cluster_start_seconds": cluster_seconds, "workers": workers, "threads_per_worker": threads_per_worker,
-        "peak_rss_mb_per_worker": sorted(round(v / 2**20, 1) for v in peaks.values()),
+        # CPU time the workers spent on this run (a replaced worker's time is lost): less sensitive than wall
+        # time to other processes sharing the machine.
+        "worker_cpu_seconds": sum(u["cpu_seconds"] - before.get(w, {"cpu_seconds": 0.0})["cpu_seconds"]
+                                  for w, u in after.items()),
+        # Peak since each worker process started (so a fresh cluster measures this run alone).
+        "peak_rss_mb_per_worker_before_run": sorted(round(u["peak_rss_bytes"] / 2**20, 1) for u in before.values()),
+        "peak_rss_mb_per_worker": sorted(round(u["peak_rss_bytes"] / 2**20, 1) for u in after.values()),
         "models_loaded_per_worker": sorted(loads.values()),
     }
     _write_json(os.path.join(output, MANIFEST), {"settings": settings, "result": result})
