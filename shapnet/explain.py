@@ -14,7 +14,6 @@ while the library keeps its one-way imports (``import shapnet`` never loads Dask
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4096, help="rows explained at once inside a partition")
     p.add_argument("--blocksize", default="32MiB", help="target partition size, e.g. 32MiB")
     p.add_argument("--no-resume", action="store_true", help="refuse an existing output folder")
-    p.add_argument("--progress", choices=["auto", "bar", "none"], default="auto",
-                   help="progress bar over partitions (auto: only on a terminal)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (default: a bar on a terminal, else a line every 10%% or 30 s)")
     return p
 
 
@@ -58,21 +57,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     A bad model, input or output path (or bad columns) prints one line ``error: ...`` and exits with 2.
     """
+    from .cli import fail_cleanly
+
     args = _parser().parse_args(argv)
-    try:
+    with fail_cleanly(args.output):  # an output folder this run created is removed on failure
         from shapnet_adapters.dask import explain_files  # lazy: shapnet itself never imports the adapters
 
         return explain_files(
             args.model, args.input, args.output, key_columns=args.key_columns,
             feature_columns=args.feature_columns, scheduler=args.scheduler, n_workers=args.workers,
             threads_per_worker=args.threads_per_worker, batch_size=args.batch_size, blocksize=args.blocksize,
-            resume=not args.no_resume,
-            progress=sys.stderr.isatty() if args.progress == "auto" else args.progress == "bar",
+            resume=not args.no_resume, progress=not args.no_progress,
         )
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        # one line: a wrapped library error (e.g. torch.load's) may span many
-        print(f"error: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

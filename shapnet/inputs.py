@@ -3,7 +3,8 @@
 A ShapNet sees ``F`` standardised features; a user's table has raw columns. :class:`InputSpec` records the
 mapping that training used, so explaining a new table applies exactly the same transform:
 
-- a feature whose name is a column of the table is numeric: ``(raw - mean) / scale``;
+- a feature whose name is a column of the table is numeric: ``(raw - mean) / scale``; a missing value is
+  replaced by the training mean (so it becomes 0), as :func:`shapnet.datasets.from_frame` imputes;
 - a feature named ``col=value`` whose ``col`` is a column (and that is not itself a column) is the one-hot
   indicator ``raw == value`` (compared as text), then ``(indicator - mean) / scale`` (0 and 1 for one-hot
   features written by :func:`shapnet.datasets.load_dataset`). A category not seen in training, or a missing
@@ -154,7 +155,7 @@ class InputSpec:
         """``(B, F)`` float64 model inputs from a pandas DataFrame of raw columns.
 
         Raises:
-            ValueError: a feature's column is absent, or a numeric column has missing or non-numeric values.
+            ValueError: a feature's column is absent, or a numeric column holds non-numeric values.
         """
         sources = self._sources(frame.columns)
         out = np.empty((len(frame), self.n_features), dtype=np.float64)
@@ -166,12 +167,7 @@ class InputSpec:
                 except (TypeError, ValueError) as err:
                     raise ValueError(f"column {col!r} must be numeric (the model standardises it), but "
                                      f"{err}.") from err
-                if np.isnan(raw).any():
-                    raise ValueError(
-                        f"column {col!r} has {int(np.isnan(raw).sum())} missing values in this part of the "
-                        "input; the model was trained without missing values: impute them first."
-                    )
-                out[:, j] = raw
+                out[:, j] = np.where(np.isnan(raw), self.mean[j], raw)  # the training mean, as from_frame
             else:
                 if col not in as_text:
                     series = frame[col]

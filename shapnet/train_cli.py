@@ -25,6 +25,7 @@ import torch
 
 from .cli import add_dataset_arguments, dataset_from_args, fail_cleanly
 from .distributed import World, init_from_env
+from .inputs import InputSpec
 from .io import save
 from .models import REFERENCE_RULES, DeepShapNet, ShapNet, Stage, VisionShapNet
 from .training import DIGITS_STAGES, _as_xy, _finish_score, _score_sums, fit
@@ -240,7 +241,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
         "history": result.history,
     }
     if world.is_main:
-        save(model, os.path.join(args.out, "model.pt"))
+        # Feature names and standardisation travel with the model: python -m shapnet.explain reads them.
+        save(model, os.path.join(args.out, "model.pt"), inputs=InputSpec.from_dataset(ds))
         with open(os.path.join(args.out, "result.json"), "w") as fh:
             json.dump(out, fh, indent=2)
         print(

@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shapnet import ShapNet
 from shapnet.inputs import InputSpec
 from shapnet.io import load as load_model
+from shapnet.progress import progress as progress_bar
+from shapnet.protocol import SelfExplaining, is_self_explaining
 
 __all__ = [
     "ArrayExplanation",
@@ -66,9 +67,10 @@ def models_loaded() -> int:
 class _Shipped:
     """The model as it travels to workers; counts its deserialisations and tokenises by content."""
 
-    def __init__(self, model: ShapNet) -> None:
-        if not isinstance(model, ShapNet):
-            raise TypeError(f"expected a shapnet model (ShapNet subclass), got {type(model).__name__}.")
+    def __init__(self, model: SelfExplaining) -> None:
+        if not is_self_explaining(model):
+            raise TypeError(f"expected a self-explaining model (a ShapNet, HarsanyiNet or FastSHAP: an nn.Module "
+                            f"with input_shape, reference, n_outputs and explain), got {type(model).__name__}.")
         self.model = model.eval()
         self._token = _model_token(model)
 
@@ -84,16 +86,16 @@ class _Shipped:
         return self._token
 
 
-def _model_token(model: ShapNet) -> str:
+def _model_token(model: SelfExplaining) -> str:
     digest = hashlib.sha256(type(model).__name__.encode())
-    digest.update(repr(sorted(model.config.items())).encode())
+    digest.update(repr(sorted(getattr(model, "config", {}).items())).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def _ship(model: ShapNet) -> Any:
+def _ship(model: SelfExplaining) -> Any:
     """One graph key holding the model (pure: the same weights give the same key)."""
     shipped = _Shipped(model)
     return dask.delayed(shipped, pure=True, name=f"shapnet-model-{shipped._token[:16]}")
@@ -129,7 +131,7 @@ def _explain_numpy(shipped: _Shipped, x: np.ndarray, batch_size: int, per_elemen
     return values, predictions, bases
 
 
-def _value_shape(model: ShapNet, per_element: bool) -> tuple[int, int]:
+def _value_shape(model: SelfExplaining, per_element: bool) -> tuple[int, int]:
     """``(P, K)`` of one sample's flattened values, from one explained reference sample."""
     with torch.inference_mode():
         expl = model.explain(model.reference.to(next(model.parameters())).expand(1, *model.input_shape))
@@ -170,11 +172,11 @@ def _explain_block(block: np.ndarray, shipped: _Shipped, batch_size: int) -> np.
     return np.concatenate([values, predictions[:, None], bases[:, None]], axis=1)
 
 
-def explain_array(model: ShapNet, x: da.Array, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ArrayExplanation:
+def explain_array(model: SelfExplaining, x: da.Array, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ArrayExplanation:
     """Explain a Dask array lazily, block by block along its first axis.
 
     Args:
-        model: a ShapNet (put in eval mode).
+        model: a self-explaining model (put in eval mode).
         x: ``(N, *model.input_shape)``, or ``(N, F)`` flat for a tabular model; chunked along ``N`` (other
             axes are merged into one chunk).
         batch_size: rows explained at once inside a block (bounds the activations' memory).
@@ -234,7 +236,7 @@ def _explain_frame(
 
 
 def _resolve_spec(
-    model: ShapNet, columns: Sequence[str], inputs: InputSpec | Sequence[str] | None, keys: list[str]
+    model: SelfExplaining, columns: Sequence[str], inputs: InputSpec | Sequence[str] | None, keys: list[str]
 ) -> InputSpec:
     if inputs is None:
         inputs = [c for c in columns if c not in keys]
@@ -245,7 +247,7 @@ def _resolve_spec(
 
 
 def explain_dataframe(
-    model: ShapNet,
+    model: SelfExplaining,
     df: dd.DataFrame,
     *,
     inputs: InputSpec | Sequence[str] | None = None,
@@ -256,7 +258,7 @@ def explain_dataframe(
     """Explain every row of a Dask DataFrame lazily, partition by partition.
 
     Args:
-        model: a ShapNet (put in eval mode).
+        model: a self-explaining model (put in eval mode).
         df: raw rows.
         inputs: how columns become the model's inputs: an :class:`shapnet.InputSpec` (e.g. read from the
             checkpoint), a list of feature columns used as they are, or None (every non-key column, in order).
@@ -431,7 +433,6 @@ def explain_files(
         (also written to ``output/_explain.json``).
     """
     from distributed import Client, LocalCluster, as_completed
-    from tqdm.auto import tqdm
 
     model_path, input_path, output = os.fspath(model_path), os.fspath(input_path), os.fspath(output)
     if not os.path.isfile(model_path):
@@ -473,8 +474,7 @@ def explain_files(
             before = client.run(_worker_usage)
             tic = time.perf_counter()
             rows = 0
-            bar = tqdm(total=len(todo), desc="explaining partitions", unit="part", disable=not progress,
-                       file=sys.stderr)
+            bar = progress_bar(total=len(todo), desc="explaining partitions", unit="part", disable=not progress)
             key_to_part = dict(zip((f"write-part-{i}" for i in todo), todo))
             with bar:
                 for future in as_completed(client.compute(writes)):

@@ -16,8 +16,8 @@ from shapnet.datasets import load_dataset
 
 def test_numeric_and_one_hot_columns_are_transformed_as_in_training() -> None:
     spec = InputSpec(["age", "sex=F", "sex=M"], mean=[40.0, 0.0, 0.0], scale=[10.0, 1.0, 1.0])
-    frame = pd.DataFrame({"sex": ["F", "M", "X", None], "age": [30, 50, 40, 60], "other": 1})
-    np.testing.assert_array_equal(
+    frame = pd.DataFrame({"sex": ["F", "M", "X", None], "age": [30, 50, np.nan, 60], "other": 1})
+    np.testing.assert_array_equal(  # unseen/missing category: no indicator; missing number: the mean
         spec.transform(frame), [[-1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
     )
     assert spec.columns(frame.columns) == ["age", "sex"]
@@ -29,6 +29,20 @@ def test_a_dataset_spec_reproduces_its_standardised_features() -> None:
     raw = pd.DataFrame(ds.X_test * ds.scale + ds.mean, columns=ds.feature_names)
     np.testing.assert_allclose(spec.transform(raw), ds.X_test, atol=1e-5)
     assert spec.output_names == tuple(ds.class_names)
+
+
+def test_a_table_loaded_from_a_file_is_transformed_like_its_training_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(3, 2, 80), "colour": rng.choice(["red", "blue"], 80),
+                          "n": rng.integers(0, 5, 80), "y": rng.integers(0, 2, 80)})
+    frame.loc[5, "x"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    ds = load_dataset(tmp_path / "t.csv", label_column="y", random_state=0)
+    spec = InputSpec.from_dataset(ds)
+    X = spec.transform(pd.read_csv(tmp_path / "t.csv"))
+    # Every training row appears among the transformed file rows (float32 rounding of the dataset).
+    distances = np.abs(ds.X_train[:, None, :] - X[None, :, :]).max(-1).min(1)
+    assert distances.max() < 1e-5
 
 
 def test_saved_with_the_model_and_loaded_without_unpickling(tmp_path: Path) -> None:

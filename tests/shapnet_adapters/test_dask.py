@@ -88,7 +88,7 @@ def read_output(folder: str) -> pd.DataFrame:
 def test_cli_on_a_two_worker_local_cluster_matches_model_explain(files: dict, cluster) -> None:
     command = [sys.executable, "-m", "shapnet.explain", "--model", files["model_path"], "--input", files["input"],
                "--output", files["out"], "--key-columns", "id", "--workers", "2", "--blocksize", "1",
-               "--progress", "none"]
+               "--no-progress"]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
@@ -101,7 +101,7 @@ def test_cli_on_a_two_worker_local_cluster_matches_model_explain(files: dict, cl
     # Resumable: a lost part is the only one written again, with the same numbers.
     os.remove(os.path.join(files["out"], "part-00003.parquet"))
     result = explain_main(["--model", files["model_path"], "--input", files["input"], "--output", files["out"],
-                           "--key-columns", "id", "--blocksize", "1", "--progress", "none",
+                           "--key-columns", "id", "--blocksize", "1", "--no-progress",
                            "--scheduler", cluster.scheduler_address])
     assert result["partitions_this_run"] == 1 and result["rows"] == 50
     pd.testing.assert_frame_equal(read_output(files["out"]), out)
@@ -161,7 +161,7 @@ def test_dataframe_api_without_a_spec_uses_columns_as_they_are() -> None:
     model = ShallowShapNet(3, 1, hidden=(4,)).double().eval()
     frame = pd.DataFrame(np.random.default_rng(1).normal(size=(50, 3)), columns=["a", "b", "c"])
     out = sdask.explain_dataframe(model, dd.from_pandas(frame, npartitions=3)).compute(scheduler="sync")
-    expl = model.explain(torch.as_tensor(frame.to_numpy()))
+    expl = model.explain(torch.tensor(frame.to_numpy()))
     assert list(out.columns) == ["prediction[0]", "base_value[0]", "shap[a, 0]", "shap[b, 0]", "shap[c, 0]"]
     np.testing.assert_allclose(out.iloc[:, 2:].to_numpy(), expl.values.detach().numpy()[..., 0], atol=1e-12)
 
@@ -204,7 +204,7 @@ def test_wrong_shapes_and_types_are_named() -> None:
 
 def cli_error(capsys: pytest.CaptureFixture, *argv: str) -> str:
     with pytest.raises(SystemExit) as exit_info:
-        explain_main(list(argv) + ["--progress", "none"])
+        explain_main(list(argv) + ["--no-progress"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
@@ -230,11 +230,12 @@ def test_bad_paths_fail_with_one_line(files: dict, tmp_path: Path, capsys: pytes
     assert not os.path.exists(files["out"])  # nothing was created by the failed runs
 
 
-def test_missing_values_in_a_partition_are_reported(tmp_path: Path) -> None:
+def test_bad_values_in_a_partition_are_reported() -> None:
     frame = make_table(40)
-    frame.loc[33, "income"] = np.nan
+    frame["income"] = frame["income"].astype(object)
+    frame.loc[33, "income"] = "n/a"
     out = sdask.explain_dataframe(make_model(), dd.from_pandas(frame, npartitions=4), inputs=SPEC)
-    with pytest.raises(ValueError, match="column 'income' has 1 missing values"):
+    with pytest.raises(ValueError, match="column 'income' must be numeric"):
         out.compute(scheduler="sync")
 
 
@@ -244,3 +245,25 @@ def test_importing_shapnet_and_its_command_loads_neither_dask_nor_the_adapters()
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_a_model_trained_on_a_csv_explains_the_raw_csv(tmp_path: Path, cluster) -> None:
+    from shapnet.training import main as train_main
+
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame({"x": rng.normal(3, 2, 120), "colour": rng.choice(["red", "blue", "green"], 120),
+                        "n": rng.integers(0, 5, 120), "y": rng.integers(0, 2, 120)})
+    raw.to_csv(tmp_path / "t.csv", index=False)
+    train_main(["--dataset", str(tmp_path / "t.csv"), "--out", str(tmp_path / "run"),  # label: the last column
+                "--epochs", "1", "--threads", "1", "--progress", "none"])
+    model_path = tmp_path / "run" / "model.pt"
+    spec = InputSpec.from_checkpoint(model_path)
+    assert spec.feature_names == ("x", "n", "colour=blue", "colour=green", "colour=red")
+    result = explain_main(["--model", str(model_path), "--input", str(tmp_path / "t.csv"), "--output",
+                           str(tmp_path / "explained"), "--scheduler", cluster.scheduler_address, "--no-progress"])
+    assert result["rows"] == 120
+    out = pd.read_parquet(tmp_path / "explained")
+    model = shapnet.load(model_path).eval()
+    with torch.inference_mode():
+        expl = model.explain(torch.as_tensor(spec.transform(raw), dtype=torch.float32))
+    np.testing.assert_allclose(out["prediction[1]"], expl.predictions[:, 1].numpy(), atol=1e-5)
