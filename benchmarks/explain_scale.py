@@ -81,7 +81,8 @@ def generate(path: Path, rows: int, n_features: int, seed: int = 0) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks explain_scale", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks explain_scale",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=comma_separated(int, minimum=1), default=[1_000_000, 2_000_000])
     p.add_argument("--workers", type=comma_separated(int, minimum=1), default=[1, 2])
     p.add_argument("--features", type=int, default=64)
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     shapnet.save(model, model_path, inputs=spec)
     inputs = {rows: generate(data / f"rows-{rows}-f{args.features}.parquet", rows, args.features)
               for rows in args.rows}
-    cells = ResultFile(out / "cells.csv", CELL_COLUMNS, key=("rows", "workers", "repeat"), what="explain cells")
+    cells = ResultFile(out / "cells.csv", CELL_COLUMNS, key=("rows", "workers", "repeat"),
+                       what="explain cells")
     done = {cells.key_of(r) for r in cells.read()}
     for repeat in range(args.repeats):
         for rows in args.rows:
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "explain_scale.json", {
         "command": "python -m benchmarks explain_scale " + " ".join(argv if argv is not None else []),
         "settings": {k: v for k, v in vars(args).items() if k not in ("data_dir", "out")},
-        "model": {"class": "DeepShapNet", "config": model.config}, "machine": machine_info(), "summary": summary,
+        "model": {"class": "DeepShapNet", "config": model.config}, "machine": machine_info(),
+        "summary": summary,
     })
     _plot(summary, out / "explain_scale.png")
     return 0
@@ -166,7 +169,8 @@ def _plot(summary: list[dict[str, Any]], path: Path) -> None:
             cells = [s for s in summary if s["rows"] == n]
             label = f"{n / 1e6:g}M rows"
             left.plot([s["workers"] for s in cells], [s["rows_per_s"] for s in cells], "o-", label=label)
-            right.plot([s["workers"] for s in cells], [s["peak_rss_mb_per_worker"] for s in cells], "o-", label=label)
+            right.plot([s["workers"] for s in cells], [s["peak_rss_mb_per_worker"] for s in cells], "o-",
+                       label=label)
         left.set(xlabel="workers (1 thread each)", ylabel="rows per second (higher is better)")
         right.set(xlabel="workers (1 thread each)", ylabel="peak RSS per worker, MB (flat is better)")
         right.set_ylim(bottom=0)

@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m shapnet.explain",
         description="Explain every row of a CSV or Parquet file (or a folder of them) with a saved ShapNet, "
-        "partition by partition on a Dask cluster, into a folder of Parquet parts. Resumable: re-running with "
-        "the same settings writes only the missing parts.",
+        "partition by partition on a Dask cluster, into a folder of Parquet parts. Resumable: re-running "
+        "with the same settings writes only the missing parts.",
     )
     p.add_argument("--model", required=True, help="checkpoint written by shapnet.save (e.g. model.pt)")
     p.add_argument("--input", required=True, help="a .csv or .parquet file, or a folder of them")

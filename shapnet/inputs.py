@@ -85,11 +85,11 @@ class InputSpec:
 
     @classmethod
     def from_dataset(cls, dataset: Any) -> InputSpec:
-        """The spec of a :class:`shapnet.datasets.Dataset` (its feature names, ``mean``/``scale``, classes)."""
+        """The spec of a :class:`shapnet.datasets.Dataset`: feature names, ``mean``/``scale``, classes."""
         return cls(dataset.feature_names, dataset.mean, dataset.scale, dataset.class_names)
 
     def check_model(self, model: Any) -> None:
-        """ValueError unless ``model`` takes ``F`` inputs (``prod(input_shape)``) and has one output per name."""
+        """ValueError unless ``model`` takes ``F`` inputs (``prod(input_shape)``) and the named outputs."""
         n_inputs = int(np.prod(model.input_shape))
         if self.n_features != n_inputs:
             shown = ", ".join(self.feature_names[:6]) + (", ..." if self.n_features > 6 else "")
@@ -115,7 +115,8 @@ class InputSpec:
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
         if not isinstance(data, dict) or "feature_names" not in data:
             raise ValueError(f"an input spec must be a dict with 'feature_names', got {data!r:.80}.")
-        return cls(data["feature_names"], data.get("mean", 0.0), data.get("scale", 1.0), data.get("output_names"))
+        return cls(data["feature_names"], data.get("mean", 0.0), data.get("scale", 1.0),
+                   data.get("output_names"))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> InputSpec | None:
@@ -126,7 +127,7 @@ class InputSpec:
         return None if data is None else cls.from_dict(data)
 
     def _sources(self, columns: Iterable[str]) -> list[tuple[str, str | None]]:
-        """Per feature ``(column, None)`` for numeric or ``(column, value)`` for one-hot; ValueError if absent."""
+        """Per feature ``(column, None)`` (numeric) or ``(column, value)`` (one-hot); ValueError if absent."""
         available = set(columns)
         sources: list[tuple[str, str | None]] = []
         missing = []
@@ -142,8 +143,9 @@ class InputSpec:
         if missing:
             shown = ", ".join(repr(m) for m in missing[:8]) + (" ..." if len(missing) > 8 else "")
             raise ValueError(
-                f"the input has no column for {len(missing)} of the model's {self.n_features} features: {shown} "
-                f"(a feature 'col=value' needs the column 'col'). Input columns: {sorted(available)[:12]}."
+                f"the input has no column for {len(missing)} of the model's {self.n_features} features: "
+                f"{shown} (a feature 'col=value' needs the column 'col'). Input columns: "
+                f"{sorted(available)[:12]}."
             )
         return sources
 

@@ -24,7 +24,11 @@ MODEL_CLASSES: dict[str, type[ShapNet]] = {
 
 
 def save(
-    model: ShapNet, path: str | os.PathLike, *, extra: dict[str, Any] | None = None, inputs: InputSpec | None = None
+    model: ShapNet,
+    path: str | os.PathLike,
+    *,
+    extra: dict[str, Any] | None = None,
+    inputs: InputSpec | None = None,
 ) -> None:
     """Write ``model`` (class name, constructor config and weights) to ``path``.
 

@@ -3,6 +3,8 @@
 - :class:`ShapNetAttribution` (``shapnet_adapters.captum``): a ``captum.attr.Attribution``.
 - :class:`ShapNetExplainer` (``shapnet_adapters.shap``): a ``shap.Explainer``.
 - :func:`explain_func` and :class:`TabularAsImage` (``shapnet_adapters.quantus``): for Quantus metrics.
+- :func:`explain_dataframe`, :func:`explain_array` and :func:`explain_files` (``shapnet_adapters.dask``): batch
+  explanation of tables and arrays that do not fit in memory (``python -m shapnet.explain``).
 
 Names resolve lazily (PEP 562), so ``import shapnet_adapters.quantus`` does not pay for importing Captum
 and shap; ``from shapnet_adapters import ShapNetExplainer`` imports only shap.

@@ -69,8 +69,10 @@ class _Shipped:
 
     def __init__(self, model: SelfExplaining) -> None:
         if not is_self_explaining(model):
-            raise TypeError(f"expected a self-explaining model (a ShapNet, HarsanyiNet or FastSHAP: an nn.Module "
-                            f"with input_shape, reference, n_outputs and explain), got {type(model).__name__}.")
+            raise TypeError(
+                "expected a self-explaining model (a ShapNet, HarsanyiNet or FastSHAP: an nn.Module with "
+                f"input_shape, reference, n_outputs and explain), got {type(model).__name__}."
+            )
         self.model = model.eval()
         self._token = _model_token(model)
 
@@ -101,7 +103,9 @@ def _ship(model: SelfExplaining) -> Any:
     return dask.delayed(shipped, pure=True, name=f"shapnet-model-{shipped._token[:16]}")
 
 
-def _explain_numpy(shipped: _Shipped, x: np.ndarray, batch_size: int, per_element: bool) -> tuple[np.ndarray, ...]:
+def _explain_numpy(
+    shipped: _Shipped, x: np.ndarray, batch_size: int, per_element: bool
+) -> tuple[np.ndarray, ...]:
     """``values (b, P, K)``, ``predictions (b, K)``, ``base_values (b, K)`` for ``x (b, *input_shape)``.
 
     ``P`` is ``prod(input_shape)`` with ``per_element`` (images split over channels), else the number of
@@ -131,10 +135,15 @@ def _explain_numpy(shipped: _Shipped, x: np.ndarray, batch_size: int, per_elemen
     return values, predictions, bases
 
 
-def _value_shape(model: SelfExplaining, per_element: bool) -> tuple[int, int]:
-    """``(P, K)`` of one sample's flattened values, from one explained reference sample."""
+def _reference_explanation(model: SelfExplaining) -> Any:
+    """The explanation of one sample (the reference): the shapes and dtype every block will have."""
     with torch.inference_mode():
-        expl = model.explain(model.reference.to(next(model.parameters())).expand(1, *model.input_shape))
+        return model.explain(model.reference.to(next(model.parameters())).expand(1, *model.input_shape))
+
+
+def _value_shape(model: SelfExplaining, per_element: bool) -> tuple[int, int]:
+    """``(P, K)`` of one sample's flattened values."""
+    expl = _reference_explanation(model)
     v = expl.per_element() if per_element else expl.values
     return int(np.prod(v.shape[1:-1])), int(v.shape[-1])
 
@@ -172,13 +181,14 @@ def _explain_block(block: np.ndarray, shipped: _Shipped, batch_size: int) -> np.
     return np.concatenate([values, predictions[:, None], bases[:, None]], axis=1)
 
 
-def explain_array(model: SelfExplaining, x: da.Array, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ArrayExplanation:
+def explain_array(
+    model: SelfExplaining, x: da.Array, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> ArrayExplanation:
     """Explain a Dask array lazily, block by block along its first axis.
 
     Args:
         model: a self-explaining model (put in eval mode).
-        x: ``(N, *model.input_shape)``, or ``(N, F)`` flat for a tabular model; chunked along ``N`` (other
-            axes are merged into one chunk).
+        x: ``(N, *model.input_shape)``, chunked along ``N`` (other axes are merged into one chunk).
         batch_size: rows explained at once inside a block (bounds the activations' memory).
 
     Returns:
@@ -194,9 +204,8 @@ def explain_array(model: SelfExplaining, x: da.Array, *, batch_size: int = DEFAU
     if tuple(x.shape[1:]) != shape:
         raise ValueError(f"x must have shape (N, {', '.join(map(str, shape))}) for this "
                          f"{type(model).__name__}, got {tuple(x.shape)}.")
-    x = x.rechunk({axis: -1 for axis in range(1, x.ndim)})
-    with torch.inference_mode():
-        sample = model.explain(model.reference.to(next(model.parameters())).expand(1, *shape))
+    x = x.rechunk(dict.fromkeys(range(1, x.ndim), -1))
+    sample = _reference_explanation(model)
     value_shape = tuple(sample.values.shape[1:-1])
     p, k = int(np.prod(value_shape)), int(sample.values.shape[-1])
     packed = da.map_blocks(
@@ -223,7 +232,12 @@ def output_columns(feature_names: Sequence[str], output_names: Sequence[str]) ->
 
 
 def _explain_frame(
-    frame: pd.DataFrame, shipped: _Shipped, spec: InputSpec, keys: list[str], columns: list[str], batch_size: int
+    frame: pd.DataFrame,
+    shipped: _Shipped,
+    spec: InputSpec,
+    keys: list[str],
+    columns: list[str],
+    batch_size: int,
 ) -> pd.DataFrame:
     model = shipped.model
     x = spec.transform(frame).reshape(len(frame), *model.input_shape)
@@ -269,7 +283,8 @@ def explain_dataframe(
     Returns:
         a lazy Dask DataFrame, same partitions and index as ``df``: the key columns, ``prediction[o]``,
         ``base_value[o]`` and ``shap[feature, o]`` (image models: each pixel's value split equally over
-        its channels, as :meth:`shapnet.ShapleyExplanation.per_element`). Float columns have the model's dtype.
+        its channels, as :meth:`shapnet.ShapleyExplanation.per_element`). Float columns have the model's
+        dtype.
     """
     if not isinstance(df, dd.DataFrame):
         raise TypeError(f"explain_dataframe expects a dask.dataframe.DataFrame, got {type(df).__name__}; "
@@ -278,13 +293,15 @@ def explain_dataframe(
     keys = list(key_columns)
     missing = [k for k in keys if k not in df.columns]
     if missing:
-        raise ValueError(f"key columns {missing} are not in the input; its columns are {list(df.columns)[:12]}.")
+        raise ValueError(f"key columns {missing} are not in the input; its columns are "
+                         f"{list(df.columns)[:12]}.")
     spec = _resolve_spec(model, list(df.columns), inputs, keys)
     needed = list(dict.fromkeys(keys + spec.columns(df.columns)))  # lets Dask read only these columns
-    p, k = _value_shape(model, per_element=True)
+    _, k = _value_shape(model, per_element=True)
     names = output_names or spec.output_names or [str(i) for i in range(k)]
     if len(names) != k:
-        raise ValueError(f"the model has {k} outputs but {len(names)} output names were given: {list(names)}.")
+        raise ValueError(f"the model has {k} outputs but {len(names)} output names were given: "
+                         f"{list(names)}.")
     columns = output_columns(spec.feature_names, names)
     dtype = torch.empty(0, dtype=next(model.parameters()).dtype).numpy().dtype
     meta = pd.DataFrame({c: np.empty(0, dtype=dtype) for c in columns})
@@ -301,17 +318,20 @@ def explain_dataframe(
 def _input_files(path: str) -> tuple[list[str], str]:
     """The CSV or Parquet files at ``path`` (a file or a folder) and their format."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"input {path!r} does not exist (expected a .csv or .parquet file, or a folder "
-                                "of them).")
-    files = sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True)) if os.path.isdir(path) else [path]
+        raise FileNotFoundError(f"input {path!r} does not exist (expected a .csv or .parquet file, or a "
+                                "folder of them).")
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True))
+    else:
+        files = [path]
     kinds = {".csv": "csv", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet"}
     found = {f: kinds[os.path.splitext(f)[1].lower()] for f in files
              if os.path.isfile(f) and os.path.splitext(f)[1].lower() in kinds}
     formats = set(found.values())
     if not found:
         what = "the folder holds no" if os.path.isdir(path) else "the file is not a"
-        raise ValueError(f"input {path!r}: {what} .csv or .parquet file (expected a .csv or .parquet file, or a "
-                         "folder of them).")
+        raise ValueError(f"input {path!r}: {what} .csv or .parquet file (expected a .csv or .parquet file, "
+                         "or a folder of them).")
     if len(formats) > 1:
         raise ValueError(f"input folder {path!r} mixes CSV and Parquet files; give a folder of one kind.")
     return sorted(found), formats.pop()
@@ -363,8 +383,8 @@ def _open_output(output: str, settings: dict[str, Any], resume: bool) -> set[int
     manifest = os.path.join(output, MANIFEST)
     if os.path.isdir(output) and os.listdir(output):
         if not os.path.exists(manifest):
-            raise ValueError(f"output folder {output!r} exists and is not a shapnet.explain output; give a new "
-                             "folder (it is created) or an earlier run's output to resume it.")
+            raise ValueError(f"output folder {output!r} exists and is not a shapnet.explain output; give a "
+                             "new folder (it is created) or an earlier run's output to resume it.")
         with open(manifest) as fh:
             previous = json.load(fh)["settings"]
         if previous != settings or not resume:
@@ -412,8 +432,10 @@ def explain_files(
     Args:
         model_path: a checkpoint written by :func:`shapnet.save`; its :class:`shapnet.InputSpec`, if any,
             says which raw columns the model reads and how they are standardised and one-hot encoded.
-        input_path: a ``.csv`` or ``.parquet`` file, or a folder of them (read lazily; need not fit in memory).
-        output: folder of Parquet parts (one per input partition) and ``_explain.json`` (settings and results).
+        input_path: a ``.csv`` or ``.parquet`` file, or a folder of them (read lazily: it need not fit in
+            memory).
+        output: folder of Parquet parts (one per input partition) and ``_explain.json`` (settings and
+            results).
             Re-running with the same settings writes only the missing parts.
         key_columns: input columns copied to the output (ids).
         feature_columns: for a checkpoint without an input spec: the feature columns, used as they are
@@ -448,7 +470,8 @@ def explain_files(
     explained = explain_dataframe(model, df, inputs=spec or feature_columns, key_columns=key_columns,
                                   batch_size=batch_size)
     settings = {
-        "model_sha256": _sha256(model_path), "input": _file_signature(files), "key_columns": list(key_columns),
+        "model_sha256": _sha256(model_path), "input": _file_signature(files),
+        "key_columns": list(key_columns),
         "feature_columns": None if feature_columns is None else list(feature_columns),
         "blocksize": blocksize, "batch_size": batch_size, "partitions": explained.npartitions,
     }
@@ -458,7 +481,8 @@ def explain_files(
     writes = [dask.delayed(_write_part)(parts[i], os.path.join(output, f"part-{i:05d}.parquet"),
                                         dask_key_name=f"write-part-{i}") for i in todo]
     if spec is None:
-        log(f"note: {model_path} records no input spec: its columns are used as they are (no standardisation).")
+        log(f"note: {model_path} records no input spec: its columns are used as they are (no "
+            "standardisation).")
 
     started = time.perf_counter()
     if scheduler is None:
@@ -474,7 +498,8 @@ def explain_files(
             before = client.run(_worker_usage)
             tic = time.perf_counter()
             rows = 0
-            bar = progress_bar(total=len(todo), desc="explaining partitions", unit="part", disable=not progress)
+            bar = progress_bar(total=len(todo), desc="explaining partitions", unit="part",
+                               disable=not progress)
             key_to_part = dict(zip((f"write-part-{i}" for i in todo), todo))
             with bar:
                 for future in as_completed(client.compute(writes)):
@@ -491,13 +516,15 @@ def explain_files(
     result = {
         "rows": rows, "partitions": explained.npartitions, "partitions_this_run": len(todo),
         "seconds": seconds, "rows_per_second": rows / seconds if seconds > 0 else float("nan"),
-        "cluster_start_seconds": cluster_seconds, "workers": workers, "threads_per_worker": threads_per_worker,
+        "cluster_start_seconds": cluster_seconds, "workers": workers,
+        "threads_per_worker": threads_per_worker,
         # CPU time the workers spent on this run (a replaced worker's time is lost): less sensitive than wall
         # time to other processes sharing the machine.
         "worker_cpu_seconds": sum(u["cpu_seconds"] - before.get(w, {"cpu_seconds": 0.0})["cpu_seconds"]
                                   for w, u in after.items()),
         # Peak since each worker process started (so a fresh cluster measures this run alone).
-        "peak_rss_mb_per_worker_before_run": sorted(round(u["peak_rss_bytes"] / 2**20, 1) for u in before.values()),
+        "peak_rss_mb_per_worker_before_run": sorted(
+            round(u["peak_rss_bytes"] / 2**20, 1) for u in before.values()),
         "peak_rss_mb_per_worker": sorted(round(u["peak_rss_bytes"] / 2**20, 1) for u in after.values()),
         "models_loaded_per_worker": sorted(loads.values()),
     }

@@ -58,10 +58,9 @@ def expected(model: shapnet.ShapNet, frame: pd.DataFrame) -> shapnet.ShapleyExpl
 def assert_matches(out: pd.DataFrame, expl: shapnet.ShapleyExplanation, atol: float) -> None:
     values = out[[f"shap[{f}, {o}]" for f in SPEC.feature_names for o in ("no", "yes")]].to_numpy()
     np.testing.assert_allclose(values.reshape(-1, 7, 2), expl.values.numpy(), rtol=0, atol=atol)
-    np.testing.assert_allclose(out[["prediction[no]", "prediction[yes]"]].to_numpy(), expl.predictions.numpy(),
-                               rtol=0, atol=atol)
-    np.testing.assert_allclose(out[["base_value[no]", "base_value[yes]"]].to_numpy(), expl.base_values.numpy(),
-                               rtol=0, atol=atol)
+    for name, expect in (("prediction", expl.predictions), ("base_value", expl.base_values)):
+        got = out[[f"{name}[no]", f"{name}[yes]"]].to_numpy()
+        np.testing.assert_allclose(got, expect.numpy(), rtol=0, atol=atol)
 
 
 @pytest.fixture
@@ -86,21 +85,24 @@ def read_output(folder: str) -> pd.DataFrame:
 
 
 def test_cli_on_a_two_worker_local_cluster_matches_model_explain(files: dict, cluster) -> None:
-    command = [sys.executable, "-m", "shapnet.explain", "--model", files["model_path"], "--input", files["input"],
-               "--output", files["out"], "--key-columns", "id", "--workers", "2", "--blocksize", "1",
-               "--no-progress"]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # The module's 2-worker LocalCluster (--scheduler): starting a second cluster here would double the cost.
+    command = [sys.executable, "-m", "shapnet.explain", "--model", files["model_path"],
+               "--input", files["input"], "--output", files["out"], "--key-columns", "id",
+               "--scheduler", cluster.scheduler_address, "--blocksize", "1", "--no-progress"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["workers"] == 2 and summary["rows"] == 600 and summary["partitions"] == 12
     out = read_output(files["out"])
-    assert list(out.columns[:5]) == ["id", "prediction[no]", "prediction[yes]", "base_value[no]", "base_value[yes]"]
+    assert list(out.columns[:5]) == ["id", "prediction[no]", "prediction[yes]", "base_value[no]",
+                                     "base_value[yes]"]
     assert out.shape == (600, 5 + 7 * 2)
     np.testing.assert_array_equal(out["id"], files["frame"]["id"])
     assert_matches(out, expected(files["model"], files["frame"]), atol=1e-5)
     # Resumable: a lost part is the only one written again, with the same numbers.
     os.remove(os.path.join(files["out"], "part-00003.parquet"))
-    result = explain_main(["--model", files["model_path"], "--input", files["input"], "--output", files["out"],
+    result = explain_main(["--model", files["model_path"], "--input", files["input"],
+                           "--output", files["out"],
                            "--key-columns", "id", "--blocksize", "1", "--no-progress",
                            "--scheduler", cluster.scheduler_address])
     assert result["partitions_this_run"] == 1 and result["rows"] == 50
@@ -215,7 +217,8 @@ def test_bad_paths_fail_with_one_line(files: dict, tmp_path: Path, capsys: pytes
     base = ["--input", files["input"], "--output", files["out"]]
     assert "model 'nope.pt' does not exist" in cli_error(capsys, "--model", "nope.pt", *base)
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    assert "not a readable shapnet checkpoint" in cli_error(capsys, "--model", str(tmp_path / "junk.pt"), *base)
+    junk = str(tmp_path / "junk.pt")
+    assert "not a readable shapnet checkpoint" in cli_error(capsys, "--model", junk, *base)
     model = ["--model", files["model_path"], "--output", files["out"]]
     assert "input 'missing.csv' does not exist" in cli_error(capsys, *model, "--input", "missing.csv")
     (tmp_path / "empty").mkdir()
@@ -226,7 +229,8 @@ def test_bad_paths_fail_with_one_line(files: dict, tmp_path: Path, capsys: pytes
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("keep")
     assert "is not a shapnet.explain output" in cli_error(
-        capsys, "--model", files["model_path"], "--input", files["input"], "--output", str(tmp_path / "taken"))
+        capsys, "--model", files["model_path"], "--input", files["input"],
+        "--output", str(tmp_path / "taken"))
     assert not os.path.exists(files["out"])  # nothing was created by the failed runs
 
 
@@ -240,8 +244,8 @@ def test_bad_values_in_a_partition_are_reported() -> None:
 
 
 def test_importing_shapnet_and_its_command_loads_neither_dask_nor_the_adapters() -> None:
-    code = ("import sys, shapnet, shapnet.explain; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'shapnet_adapters')))")
+    code = ("import sys, shapnet, shapnet.explain; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('dask', 'distributed', 'shapnet_adapters')))")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
@@ -254,13 +258,15 @@ def test_a_model_trained_on_a_csv_explains_the_raw_csv(tmp_path: Path, cluster) 
     raw = pd.DataFrame({"x": rng.normal(3, 2, 120), "colour": rng.choice(["red", "blue", "green"], 120),
                         "n": rng.integers(0, 5, 120), "y": rng.integers(0, 2, 120)})
     raw.to_csv(tmp_path / "t.csv", index=False)
-    train_main(["--dataset", str(tmp_path / "t.csv"), "--out", str(tmp_path / "run"),  # label: the last column
+    # The label is the last column.
+    train_main(["--dataset", str(tmp_path / "t.csv"), "--out", str(tmp_path / "run"),
                 "--epochs", "1", "--threads", "1", "--progress", "none"])
     model_path = tmp_path / "run" / "model.pt"
     spec = InputSpec.from_checkpoint(model_path)
     assert spec.feature_names == ("x", "n", "colour=blue", "colour=green", "colour=red")
-    result = explain_main(["--model", str(model_path), "--input", str(tmp_path / "t.csv"), "--output",
-                           str(tmp_path / "explained"), "--scheduler", cluster.scheduler_address, "--no-progress"])
+    result = explain_main(["--model", str(model_path), "--input", str(tmp_path / "t.csv"),
+                           "--output", str(tmp_path / "explained"),
+                           "--scheduler", cluster.scheduler_address, "--no-progress"])
     assert result["rows"] == 120
     out = pd.read_parquet(tmp_path / "explained")
     model = shapnet.load(model_path).eval()
