@@ -173,8 +173,10 @@ def _plot(summary: list[dict[str, Any]], path: Path) -> None:
                        label=label)
         left.set(xlabel="workers (1 thread each)", ylabel="rows per second (higher is better)")
         right.set(xlabel="workers (1 thread each)", ylabel="peak RSS per worker, MB (flat is better)")
-        right.set_ylim(bottom=0)
+        workers = sorted({s["workers"] for s in summary})
         for ax in (left, right):
+            ax.set_ylim(bottom=0)
+            ax.set_xticks(workers)
             ax.legend()
             ax.grid(alpha=0.3)
 
