@@ -45,6 +45,7 @@ __all__ = [
     "atomic_write",
     "attribution_metrics",
     "better",
+    "call_with_options",
     "comma_separated",
     "dense_matmul_flops",
     "figure",
@@ -536,6 +537,20 @@ def comma_separated(kind: Callable[[str], Any], *, minimum: float | None = None)
 
     parse.__name__ = f"comma-separated {kind.__name__}"  # argparse names the type in its own errors
     return parse
+
+
+def call_with_options(
+    fn: Callable[..., Any], args: argparse.Namespace, *positional: Any, **overrides: Any
+) -> Any:
+    """``fn(*positional, **options, **overrides)``: ``options`` are the parsed command-line options named like
+    a keyword parameter of ``fn`` that ``positional`` and ``overrides`` leave open (``--n-samples`` feeds
+    ``n_samples=``)."""
+    import inspect
+
+    names = list(inspect.signature(fn).parameters)
+    taken = {*names[: len(positional)], *overrides}
+    options = {k: v for k, v in vars(args).items() if k in names and k not in taken}
+    return fn(*positional, **options, **overrides)
 
 
 def dense_matmul_flops(size: int = 1024, repeats: int = 20) -> float:

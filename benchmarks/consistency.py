@@ -8,7 +8,8 @@
 Tabular (at most :data:`MAX_FEATURES` features; classification or regression): for every λ a DeepShapNet
 (two rounds of the butterfly, 16 channels, hidden 64, residual) is trained with
 ``loss = task loss + λ * shapley_consistency`` and its built-in explanation is compared with the exact
-Shapley values of its own output (``shapnet.exact_shapley`` over every coalition) on the whole test set. A GAM ShallowShapNet (additive, exact by construction) is trained alongside as a reference.
+Shapley values of its own output (``shapnet.exact_shapley`` over every coalition) on the whole test set.
+A GAM ShallowShapNet (additive, exact by construction) is trained alongside as a reference.
 
 Images (MNIST's 784 pixels: no enumeration): the built-in values of trained checkpoints are compared with a
 high-budget antithetic permutation-sampling estimate, whose own standard error is reported.

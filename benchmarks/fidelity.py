@@ -54,6 +54,7 @@ from shapnet.groups import padded_size
 from ._common import (
     attribution_metrics,
     better,
+    call_with_options,
     comma_separated,
     figure,
     format_table,
@@ -62,6 +63,7 @@ from ._common import (
     write_outputs,
 )
 from .methods import MethodSpec, get_method, list_methods
+from .models import single_thread
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -215,32 +217,12 @@ def time_to_reach(points: Sequence[tuple[float, float]], target_error: float) ->
 # --------------------------------------------------------------------------- #
 # Running
 # --------------------------------------------------------------------------- #
-def _train(
-    model: ShapNet,
-    data: Dataset,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    consistency: float,
-    progress: bool,
-) -> tuple[float, float]:
-    """Train in place; returns ``(test score, training seconds)``."""
+def _train(model: ShapNet, data: Dataset, **recipe: Any) -> tuple[float, float]:
+    """Train in place with :func:`shapnet.training.fit` and ``recipe`` (epochs, lr, ...); returns
+    ``(test score, training seconds)``."""
     from shapnet.training import evaluate, fit
 
-    result = fit(
-        model,
-        data.X_train,
-        data.y_train,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-        consistency=consistency,
-        task=data.task,
-    )
+    result = fit(model, data.X_train, data.y_train, task=data.task, **recipe)
     model.eval()
     return float(evaluate(model, data.X_test, data.y_test, task=data.task)), float(result.seconds)
 
@@ -509,9 +491,7 @@ def run_fidelity(
         )
     names = _method_names(methods)
     wall = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         n_outputs = 1 if dataset.task == "regression" else dataset.n_classes
         _, stages = padded_size(n_features, 2)
         torch.manual_seed(seed)
@@ -571,8 +551,6 @@ def run_fidelity(
                     note="a different model (all-pairs ShallowShapNet)",
                 )
             )
-    finally:
-        torch.set_num_threads(threads)
 
     import pandas as pd
 
@@ -712,21 +690,5 @@ def main(argv: list[str] | None = None) -> int:
     methods = None if args.methods is None else "all" if args.methods == "all" else args.methods.split(",")
     with fail_cleanly(args.out):
         data = dataset_from_args(args, random_state=args.seed)
-        run_fidelity(
-            data,
-            out=args.out,
-            methods=methods,
-            budgets=args.budgets,
-            n_samples=args.n_samples,
-            consistency=args.consistency,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            channels=args.channels,
-            hidden=args.hidden,
-            rounds=args.rounds,
-            seed=args.seed,
-            bracket=args.bracket,
-            progress=args.progress,
-        )
+        call_with_options(run_fidelity, args, data, methods=methods)
     return 0

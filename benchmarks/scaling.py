@@ -53,6 +53,7 @@ from ._common import (
     write_outputs,
 )
 from .methods import MethodSpec, get_method
+from .models import single_thread
 
 __all__ = ["build_model", "calibrate", "main", "posthoc", "synthetic_task"]
 
@@ -238,12 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1 or args.calib_samples < 1 or args.train_steps < 0 or args.repeats < 1:
         parser.error("--batch, --calib-samples and --repeats must be >= 1, --train-steps >= 0")
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     wall = time.perf_counter()
     rows: list[dict[str, Any]] = []
     calibration: dict[int, dict[str, Any]] = {}
-    with fail_cleanly(args.out), limit_blas_threads():
+    with fail_cleanly(args.out), single_thread(), limit_blas_threads():
         out = prepare_out(args.out)  # before the long part: an unwritable --out fails at once
         _warm_up()
         for d in progress(args.dims, desc="scaling d", unit="d"):
@@ -328,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
                     ["d", "method", "budget", "measured", "seconds_per_batch", "x_shapnet"],
                 )
             )
-        torch.set_num_threads(threads)
 
         print(
             f"\nExplaining a batch of {args.batch} samples, single-output DeepShapNet "
