@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
 
 Activation = Literal["relu", "gelu", "tanh", "softplus", "silu"]
-ArrayLike = Union[torch.Tensor, np.ndarray]
+ArrayLike = torch.Tensor | np.ndarray
 
 __all__ = ["Activation", "ArrayLike"]

@@ -48,27 +48,38 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
     """
     names = ", ".join(list_datasets())
     parser.add_argument(
-        "--dataset", required=default is None, default=default, metavar="NAME|PATH",
+        "--dataset",
+        required=default is None,
+        default=default,
+        metavar="NAME|PATH",
         help=f"a registry name ({names}) or a path: a .csv/.tsv/.parquet table with a header row, an .npz "
         "file (X, y or X_train, y_train, X_test, y_test) or a folder of IDX files laid out like MNIST"
         + (f" (default: {default})" if default else ""),
     )
     parser.add_argument(
-        "--data-dir", default=None, metavar="DIR",
+        "--data-dir",
+        default=None,
+        metavar="DIR",
         help=f"folder of the registry's yeast/adult/mnist files, also searched for a relative --dataset "
         f"path (default: ${ENV_VAR})",
     )
     parser.add_argument(
-        "--label-column", default=None, metavar="COLUMN",
+        "--label-column",
+        default=None,
+        metavar="COLUMN",
         help="tables only: the target column (default: the last column)",
     )
     parser.add_argument(
-        "--task", choices=("auto", "classification", "regression"), default="auto",
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
         help="auto: integer or string targets with at most 20 distinct values are classes, "
         "anything else is regression (default: auto)",
     )
     parser.add_argument(
-        "--class-names", default=None, metavar="A,B,...|FILE",
+        "--class-names",
+        default=None,
+        metavar="A,B,...|FILE",
         help="class labels in class-index order, comma-separated or a file with one per line "
         "(default: classes.txt in an IDX folder, else the sorted target values)",
     )

@@ -6,7 +6,7 @@ from math import comb
 
 import torch
 
-__all__ = ["coalition_masks", "shapley_weights", "shapley_kernel_size_probabilities"]
+__all__ = ["coalition_masks", "shapley_kernel_size_probabilities", "shapley_weights"]
 
 
 def coalition_masks(k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -33,8 +33,12 @@ def shapley_weights(k: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     mask = coalition_masks(k, torch.float64)
     size = mask.sum(1, keepdim=True)
     # (s-1)!(k-s)!/k! = 1 / (k * C(k-1, s-1));  s!(k-s-1)!/k! = 1 / (k * C(k-1, s)).
-    w_in = torch.tensor([1.0 / (k * comb(k - 1, s - 1)) if s >= 1 else 0.0 for s in range(k + 1)], dtype=torch.float64)
-    w_out = torch.tensor([1.0 / (k * comb(k - 1, s)) if s <= k - 1 else 0.0 for s in range(k + 1)], dtype=torch.float64)
+    w_in = torch.tensor(
+        [1.0 / (k * comb(k - 1, s - 1)) if s >= 1 else 0.0 for s in range(k + 1)], dtype=torch.float64
+    )
+    w_out = torch.tensor(
+        [1.0 / (k * comb(k - 1, s)) if s <= k - 1 else 0.0 for s in range(k + 1)], dtype=torch.float64
+    )
     s = size.long().squeeze(1)
     weights = torch.where(mask.bool(), w_in[s].unsqueeze(1), -w_out[s].unsqueeze(1))
     return weights.to(dtype)

@@ -332,9 +332,7 @@ def _base_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     return Path(data_dir).expanduser()
 
 
-def _find_files(
-    name: str, data_dir: str | os.PathLike[str] | None, filenames: list[str]
-) -> list[Path]:
+def _find_files(name: str, data_dir: str | os.PathLike[str] | None, filenames: list[str]) -> list[Path]:
     """Locate ``filenames`` in ``<base>/<name>/`` or ``<base>/``.
 
     Each entry of ``filenames`` may be a ``.gz`` name; the uncompressed name is
@@ -437,9 +435,7 @@ def read_idx(path: str | os.PathLike[str], *, expected_magic: int | None = None)
         raise ValueError(f"Corrupt IDX file {path}: only {len(buf)} bytes, no header")
     magic = int.from_bytes(buf[:4], "big")
     if expected_magic is not None and magic != expected_magic:
-        raise ValueError(
-            f"Corrupt IDX file {path}: magic number {magic}, expected {expected_magic}"
-        )
+        raise ValueError(f"Corrupt IDX file {path}: magic number {magic}, expected {expected_magic}")
     zero, code, ndim = int.from_bytes(buf[:2], "big"), buf[2], buf[3]
     if zero != 0 or code not in _IDX_DTYPES or ndim == 0:
         raise ValueError(f"Corrupt IDX file {path}: invalid magic number {magic} (0x{magic:08x})")
@@ -1070,8 +1066,10 @@ def from_arrays(
     if image_shape is not None:
         shape = _image_shape(image_shape)
         if int(np.prod(X.shape[1:])) != int(np.prod(shape)):
-            raise ValueError(f"image_shape {shape} holds {int(np.prod(shape))} values but X rows hold "
-                             f"{int(np.prod(X.shape[1:]))}")
+            raise ValueError(
+                f"image_shape {shape} holds {int(np.prod(shape))} values but X rows hold "
+                f"{int(np.prod(X.shape[1:]))}"
+            )
         X = X.reshape(len(X), *shape)
     elif X.ndim == 3:
         X = X[:, None]
@@ -1101,7 +1099,9 @@ def from_arrays(
         X_te_s = _apply(X_te, mean.reshape(bshape), scale.reshape(bshape))
         default_names = [
             f"pixel_{r}_{q}" if c == 1 else f"ch{k}_pixel_{r}_{q}"
-            for k in range(c) for r in range(h) for q in range(w)
+            for k in range(c)
+            for r in range(h)
+            for q in range(w)
         ]
         shape3: tuple[int, int, int] | None = (int(c), int(h), int(w))
     else:
@@ -1207,7 +1207,8 @@ def from_frame(
         raise ValueError(f"{name}: duplicate column names {dup}")
     features.columns = columns
     numeric = [
-        c for c in columns
+        c
+        for c in columns
         if pd.api.types.is_bool_dtype(features[c]) or pd.api.types.is_numeric_dtype(features[c])
     ]
     categorical = [c for c in columns if c not in numeric]
@@ -1221,8 +1222,10 @@ def from_frame(
     # Categorical cells as str objects, None where missing: one type per column for the encoder.
     clean = pd.DataFrame(
         {c: features[c].astype(np.float64) for c in numeric}
-        | {c: pd.Series(_category_values(features[c]), index=features.index, dtype=object)
-           for c in categorical},
+        | {
+            c: pd.Series(_category_values(features[c]), index=features.index, dtype=object)
+            for c in categorical
+        },
         index=features.index,
     )[columns]
     train, test = clean.iloc[tr], clean.iloc[te]
@@ -1288,19 +1291,28 @@ def _column_transformer(
         categories.append(seen)
     parts = []
     if numeric:
-        parts.append((
-            "num",
-            Pipeline([("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
-                      ("scale", StandardScaler())]),
-            numeric,
-        ))
+        parts.append(
+            (
+                "num",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            )
+        )
     if categorical:
-        parts.append((
-            "cat",
-            OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False,
-                          dtype=np.float64),
-            categorical,
-        ))
+        parts.append(
+            (
+                "cat",
+                OneHotEncoder(
+                    categories=categories, handle_unknown="ignore", sparse_output=False, dtype=np.float64
+                ),
+                categorical,
+            )
+        )
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0), categories
 
 
@@ -1333,8 +1345,14 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _load_npz(
-    path: Path, *, task: Task | None, class_names: list[str] | None, test_size: float, random_state: int,
-    max_train: int | None, name: str,
+    path: Path,
+    *,
+    task: Task | None,
+    class_names: list[str] | None,
+    test_size: float,
+    random_state: int,
+    max_train: int | None,
+    name: str,
 ) -> Dataset:
     """An ``.npz`` with ``X``, ``y`` or ``X_train``, ``y_train``, ``X_test``, ``y_test``
     (optional ``feature_names`` and ``class_names`` string arrays). Never unpickles."""
@@ -1359,8 +1377,17 @@ def _load_npz(
     if class_names is None and "class_names" in arrays:
         class_names = [str(c) for c in arrays["class_names"].tolist()]
     return from_arrays(
-        X, y, task=task, name=name, feature_names=feature_names, class_names=class_names,
-        test_size=test_size, random_state=random_state, max_train=max_train, X_test=X_te, y_test=y_te,
+        X,
+        y,
+        task=task,
+        name=name,
+        feature_names=feature_names,
+        class_names=class_names,
+        test_size=test_size,
+        random_state=random_state,
+        max_train=max_train,
+        X_test=X_te,
+        y_test=y_te,
     )
 
 
@@ -1382,8 +1409,13 @@ def _idx_files(folder: Path, split_words: tuple[str, ...], kind: str) -> Path | 
 
 
 def _load_idx_folder(
-    folder: Path, *, task: Task | None, class_names: list[str] | None, random_state: int,
-    max_train: int | None, name: str,
+    folder: Path,
+    *,
+    task: Task | None,
+    class_names: list[str] | None,
+    random_state: int,
+    max_train: int | None,
+    name: str,
 ) -> Dataset:
     """A folder of IDX files in MNIST's layout: any image set, any image size.
 
@@ -1397,12 +1429,19 @@ def _load_idx_folder(
         raise ValueError(
             f"{folder}: an IDX image folder holds class labels; task='regression' does not apply"
         )
-    roles = [(("train",), "images-idx3"), (("train",), "labels-idx1"),
-             (("t10k", "test"), "images-idx3"), (("t10k", "test"), "labels-idx1")]
+    roles = [
+        (("train",), "images-idx3"),
+        (("train",), "labels-idx1"),
+        (("t10k", "test"), "images-idx3"),
+        (("t10k", "test"), "labels-idx1"),
+    ]
     paths = [_idx_files(folder, words, kind) for words, kind in roles]
     if any(p is None for p in paths):
-        missing = [f"{'train' if w == ('train',) else 't10k'}-{k}-ubyte[.gz]"
-                   for (w, k), p in zip(roles, paths) if p is None]
+        missing = [
+            f"{'train' if w == ('train',) else 't10k'}-{k}-ubyte[.gz]"
+            for (w, k), p in zip(roles, paths)
+            if p is None
+        ]
         raise FileNotFoundError(
             f"{folder}: not a complete IDX image folder; missing {', '.join(missing)} "
             "(expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
@@ -1436,8 +1475,9 @@ def _load_idx_folder(
             "give one name per class index"
         )
     max_value = 255.0 if X_tr.dtype == np.uint8 else 1.0
-    return _images(name, X_tr, y_tr, X_te, y_te, max_value, class_names, random_state=random_state,
-                   max_train=max_train)
+    return _images(
+        name, X_tr, y_tr, X_te, y_te, max_value, class_names, random_state=random_state, max_train=max_train
+    )
 
 
 def _stem(path: Path) -> str:
@@ -1456,8 +1496,10 @@ def _resolve_path(name_or_path: str | os.PathLike[str], data_dir: str | os.PathL
     path = Path(text).expanduser()
     tried = [path]
     if not path.exists() and not path.is_absolute():
-        base = Path(data_dir).expanduser() if data_dir is not None else (
-            Path(os.environ[ENV_VAR]).expanduser() if os.environ.get(ENV_VAR) else None
+        base = (
+            Path(data_dir).expanduser()
+            if data_dir is not None
+            else (Path(os.environ[ENV_VAR]).expanduser() if os.environ.get(ENV_VAR) else None)
         )
         if base is not None:
             tried.append(base / path)
@@ -1467,7 +1509,9 @@ def _resolve_path(name_or_path: str | os.PathLike[str], data_dir: str | os.PathL
     names = ", ".join(list_datasets())
     suffixes = [s.lower() for s in path.suffixes]
     looks_like_path = (
-        isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text
+        isinstance(name_or_path, os.PathLike)
+        or "/" in text
+        or os.sep in text
         or any(s in suffixes for s in (*_TABLE_SUFFIXES, ".npz", ".gz"))
     )
     if looks_like_path:
@@ -1482,12 +1526,20 @@ def _resolve_path(name_or_path: str | os.PathLike[str], data_dir: str | os.PathL
 
 
 def _from_registry(
-    key: str, data_dir: str | os.PathLike[str] | None, *, label_column: str | None, task: Task | None,
-    class_names: list[str] | None, test_size: float, random_state: int, max_train: int | None,
+    key: str,
+    data_dir: str | os.PathLike[str] | None,
+    *,
+    label_column: str | None,
+    task: Task | None,
+    class_names: list[str] | None,
+    test_size: float,
+    random_state: int,
+    max_train: int | None,
 ) -> Dataset:
     if label_column is not None:
-        raise ValueError(f"label_column applies to .csv/.parquet tables; {key!r} is a registry dataset "
-                         "with a fixed target")
+        raise ValueError(
+            f"label_column applies to .csv/.parquet tables; {key!r} is a registry dataset with a fixed target"
+        )
     ds = DATASETS[key](data_dir, test_size=test_size, random_state=random_state, max_train=max_train)
     if task is not None and task != ds.task:
         raise ValueError(f"{key!r} is a {ds.task} dataset; task={task!r} does not apply")
@@ -1570,8 +1622,14 @@ def load_dataset(
         raise TypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
     if isinstance(name_or_path, str) and name_or_path.strip().lower() in DATASETS:
         return _from_registry(
-            name_or_path.strip().lower(), data_dir, label_column=label_column, task=task_, class_names=names,
-            test_size=test_size, random_state=random_state, max_train=max_train,
+            name_or_path.strip().lower(),
+            data_dir,
+            label_column=label_column,
+            task=task_,
+            class_names=names,
+            test_size=test_size,
+            random_state=random_state,
+            max_train=max_train,
         )
     path = _resolve_path(name_or_path, data_dir)
     name = _stem(path)
@@ -1592,10 +1650,26 @@ def load_dataset(
     if kind == "table":
         df = _read_table(path)
         target = df.columns[-1] if label_column is None else label_column
-        return from_frame(df, target, task=task_, name=name, class_names=names, test_size=test_size,
-                          random_state=random_state, max_train=max_train)
+        return from_frame(
+            df,
+            target,
+            task=task_,
+            name=name,
+            class_names=names,
+            test_size=test_size,
+            random_state=random_state,
+            max_train=max_train,
+        )
     if kind == "npz":
-        return _load_npz(path, task=task_, class_names=names, test_size=test_size, random_state=random_state,
-                         max_train=max_train, name=name)
-    return _load_idx_folder(path, task=task_, class_names=names, random_state=random_state,
-                            max_train=max_train, name=name)
+        return _load_npz(
+            path,
+            task=task_,
+            class_names=names,
+            test_size=test_size,
+            random_state=random_state,
+            max_train=max_train,
+            name=name,
+        )
+    return _load_idx_folder(
+        path, task=task_, class_names=names, random_state=random_state, max_train=max_train, name=name
+    )

@@ -60,16 +60,26 @@ class InputSpec:
             raise TypeError(f"feature_names must be a sequence of str, got {feature_names!r:.80}.")
         names = tuple(feature_names)
         if not names or len(set(names)) != len(names):
-            raise ValueError(f"feature_names must be non-empty and unique, got {len(names)} names with "
-                             f"{len(names) - len(set(names))} duplicates.")
+            raise ValueError(
+                f"feature_names must be non-empty and unique, got {len(names)} names with "
+                f"{len(names) - len(set(names))} duplicates."
+            )
         n = len(names)
-        mean_ = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (n,)).copy() \
-            if np.size(mean) in (1, n) else None
-        scale_ = np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1), (n,)).copy() \
-            if np.size(scale) in (1, n) else None
+        mean_ = (
+            np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (n,)).copy()
+            if np.size(mean) in (1, n)
+            else None
+        )
+        scale_ = (
+            np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1), (n,)).copy()
+            if np.size(scale) in (1, n)
+            else None
+        )
         if mean_ is None or scale_ is None:
-            raise ValueError(f"mean and scale must have 1 or {n} values (one per feature), got "
-                             f"{np.size(mean)} and {np.size(scale)}.")
+            raise ValueError(
+                f"mean and scale must have 1 or {n} values (one per feature), got "
+                f"{np.size(mean)} and {np.size(scale)}."
+            )
         if not (np.isfinite(mean_).all() and np.isfinite(scale_).all() and (scale_ != 0).all()):
             raise ValueError("mean must be finite and scale finite and non-zero for every feature.")
         if output_names is not None:
@@ -99,8 +109,10 @@ class InputSpec:
                 "inputs=InputSpec.from_dataset(dataset))."
             )
         if self.output_names is not None and len(self.output_names) != model.n_outputs:
-            raise ValueError(f"the {type(model).__name__} has {model.n_outputs} outputs but the input spec "
-                             f"names {len(self.output_names)}: {list(self.output_names)}.")
+            raise ValueError(
+                f"the {type(model).__name__} has {model.n_outputs} outputs but the input spec "
+                f"names {len(self.output_names)}: {list(self.output_names)}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for a checkpoint (loadable with ``weights_only=True``)."""
@@ -115,8 +127,9 @@ class InputSpec:
     def from_dict(cls, data: dict[str, Any]) -> InputSpec:
         if not isinstance(data, dict) or "feature_names" not in data:
             raise ValueError(f"an input spec must be a dict with 'feature_names', got {data!r:.80}.")
-        return cls(data["feature_names"], data.get("mean", 0.0), data.get("scale", 1.0),
-                   data.get("output_names"))
+        return cls(
+            data["feature_names"], data.get("mean", 0.0), data.get("scale", 1.0), data.get("output_names")
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> InputSpec | None:
@@ -167,8 +180,9 @@ class InputSpec:
                 try:
                     raw = frame[col].to_numpy(dtype=np.float64)
                 except (TypeError, ValueError) as err:
-                    raise ValueError(f"column {col!r} must be numeric (the model standardises it), but "
-                                     f"{err}.") from err
+                    raise ValueError(
+                        f"column {col!r} must be numeric (the model standardises it), but {err}."
+                    ) from err
                 out[:, j] = np.where(np.isnan(raw), self.mean[j], raw)  # the training mean, as from_frame
             else:
                 if col not in as_text:

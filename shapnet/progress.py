@@ -170,8 +170,9 @@ class PlainProgress:
                 self._next_mark = self._mark_after(self.n)
                 self._print_locked()
 
-    def set_postfix(self, ordered_dict: dict[str, Any] | None = None, refresh: bool = True,
-                    **kwargs: Any) -> None:
+    def set_postfix(
+        self, ordered_dict: dict[str, Any] | None = None, refresh: bool = True, **kwargs: Any
+    ) -> None:
         """Text after the counts, ``key=value`` pairs, as in tqdm."""
         items = dict(ordered_dict or {}, **kwargs)
         self.set_postfix_str(", ".join(f"{k}={_fmt(v)}" for k, v in items.items()))
@@ -228,8 +229,15 @@ class PlainProgress:
 
         now = time.monotonic()
         line = tqdm.format_meter(
-            self.n, self.total, now - self._start, ncols=80, prefix=self.desc, ascii=True, unit=self.unit,
-            postfix=self.postfix or None, initial=self._initial,
+            self.n,
+            self.total,
+            now - self._start,
+            ncols=80,
+            prefix=self.desc,
+            ascii=True,
+            unit=self.unit,
+            postfix=self.postfix or None,
+            initial=self._initial,
         )
         self._last_print, self._last_n, self._last_postfix = now, self.n, self.postfix
         try:

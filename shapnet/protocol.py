@@ -10,7 +10,8 @@ batch explanation take any of them.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -46,6 +47,13 @@ class SelfExplaining(Protocol):
         self, x: torch.Tensor, *, baseline: torch.Tensor | None = None, layers: bool = False
     ) -> ShapleyExplanation:
         """Shapley values ``(B, F, K)`` (tables) or ``(B, H, W, K)`` (per pixel) of ``self(x)``."""
+
+    # What every nn.Module has, and the adapters use: evaluation mode, the weights and their dtype.
+    def eval(self) -> Any: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
 
 
 def is_self_explaining(model: object) -> bool:

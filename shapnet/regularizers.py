@@ -9,7 +9,7 @@ import torch
 from .consistency import shapley_consistency
 from .explanation import ShapleyExplanation
 
-__all__ = ["l1_penalty", "linf_penalty", "explanation_penalty", "shapley_consistency"]
+__all__ = ["explanation_penalty", "l1_penalty", "linf_penalty", "shapley_consistency"]
 
 
 def _per_feature_norms(values: torch.Tensor) -> torch.Tensor:

@@ -113,11 +113,14 @@ def _explain_numpy(
     """
     model = shipped.model
     dtype = next(model.parameters()).dtype
-    values = predictions = bases = None
+    # Allocated once the first batch gives the shapes; the batch loop then writes in place.
+    values: Any = None
+    predictions: Any = None
+    bases: Any = None
     with torch.inference_mode():
         xt = torch.as_tensor(np.ascontiguousarray(x)).to(dtype)
         for start in range(0, len(xt), batch_size):
-            expl = model.explain(xt[start:start + batch_size])
+            expl = model.explain(xt[start : start + batch_size])
             v = expl.per_element() if per_element else expl.values
             v = v.reshape(len(v), -1, v.shape[-1]).numpy()
             if values is None:  # allocate once: the batch loop writes in place
@@ -196,22 +199,32 @@ def explain_array(
         dtype; the same numbers as ``model.explain(torch.as_tensor(x.compute()))``.
     """
     if not isinstance(x, da.Array):
-        raise TypeError(f"explain_array expects a dask.array.Array, got {type(x).__name__}; "
-                        "wrap NumPy data with dask.array.from_array(x, chunks=(rows, ...)).")
+        raise TypeError(
+            f"explain_array expects a dask.array.Array, got {type(x).__name__}; "
+            "wrap NumPy data with dask.array.from_array(x, chunks=(rows, ...))."
+        )
     batch_size = _check_batch_size(batch_size)
     shipped = _ship(model)
     shape = tuple(model.input_shape)
     if tuple(x.shape[1:]) != shape:
-        raise ValueError(f"x must have shape (N, {', '.join(map(str, shape))}) for this "
-                         f"{type(model).__name__}, got {tuple(x.shape)}.")
+        raise ValueError(
+            f"x must have shape (N, {', '.join(map(str, shape))}) for this "
+            f"{type(model).__name__}, got {tuple(x.shape)}."
+        )
     x = x.rechunk(dict.fromkeys(range(1, x.ndim), -1))
     sample = _reference_explanation(model)
     value_shape = tuple(sample.values.shape[1:-1])
     p, k = int(np.prod(value_shape)), int(sample.values.shape[-1])
     packed = da.map_blocks(
-        _explain_block, x, shipped, batch_size,
-        drop_axis=list(range(1, x.ndim)), new_axis=[1, 2], chunks=(x.chunks[0], (p + 2,), (k,)),
-        dtype=sample.values.numpy().dtype, meta=np.empty((0, 0, 0), dtype=sample.values.numpy().dtype),
+        _explain_block,
+        x,
+        shipped,
+        batch_size,
+        drop_axis=list(range(1, x.ndim)),
+        new_axis=[1, 2],
+        chunks=(x.chunks[0], (p + 2,), (k,)),
+        dtype=sample.values.numpy().dtype,
+        meta=np.empty((0, 0, 0), dtype=sample.values.numpy().dtype),
     )
     values = packed[:, :p, :]
     if len(value_shape) > 1:
@@ -287,21 +300,25 @@ def explain_dataframe(
         dtype.
     """
     if not isinstance(df, dd.DataFrame):
-        raise TypeError(f"explain_dataframe expects a dask.dataframe.DataFrame, got {type(df).__name__}; "
-                        "wrap pandas data with dask.dataframe.from_pandas(frame, npartitions=...).")
+        raise TypeError(
+            f"explain_dataframe expects a dask.dataframe.DataFrame, got {type(df).__name__}; "
+            "wrap pandas data with dask.dataframe.from_pandas(frame, npartitions=...)."
+        )
     batch_size = _check_batch_size(batch_size)
     keys = list(key_columns)
     missing = [k for k in keys if k not in df.columns]
     if missing:
-        raise ValueError(f"key columns {missing} are not in the input; its columns are "
-                         f"{list(df.columns)[:12]}.")
+        raise ValueError(
+            f"key columns {missing} are not in the input; its columns are {list(df.columns)[:12]}."
+        )
     spec = _resolve_spec(model, list(df.columns), inputs, keys)
     needed = list(dict.fromkeys(keys + spec.columns(df.columns)))  # lets Dask read only these columns
     _, k = _value_shape(model, per_element=True)
     names = output_names or spec.output_names or [str(i) for i in range(k)]
     if len(names) != k:
-        raise ValueError(f"the model has {k} outputs but {len(names)} output names were given: "
-                         f"{list(names)}.")
+        raise ValueError(
+            f"the model has {k} outputs but {len(names)} output names were given: {list(names)}."
+        )
     columns = output_columns(spec.feature_names, names)
     dtype = torch.empty(0, dtype=next(model.parameters()).dtype).numpy().dtype
     meta = pd.DataFrame({c: np.empty(0, dtype=dtype) for c in columns})
@@ -318,27 +335,34 @@ def explain_dataframe(
 def _input_files(path: str) -> tuple[list[str], str]:
     """The CSV or Parquet files at ``path`` (a file or a folder) and their format."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"input {path!r} does not exist (expected a .csv or .parquet file, or a "
-                                "folder of them).")
+        raise FileNotFoundError(
+            f"input {path!r} does not exist (expected a .csv or .parquet file, or a folder of them)."
+        )
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True))
     else:
         files = [path]
     kinds = {".csv": "csv", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet"}
-    found = {f: kinds[os.path.splitext(f)[1].lower()] for f in files
-             if os.path.isfile(f) and os.path.splitext(f)[1].lower() in kinds}
+    found = {
+        f: kinds[os.path.splitext(f)[1].lower()]
+        for f in files
+        if os.path.isfile(f) and os.path.splitext(f)[1].lower() in kinds
+    }
     formats = set(found.values())
     if not found:
         what = "the folder holds no" if os.path.isdir(path) else "the file is not a"
-        raise ValueError(f"input {path!r}: {what} .csv or .parquet file (expected a .csv or .parquet file, "
-                         "or a folder of them).")
+        raise ValueError(
+            f"input {path!r}: {what} .csv or .parquet file (expected a .csv or .parquet file, "
+            "or a folder of them)."
+        )
     if len(formats) > 1:
         raise ValueError(f"input folder {path!r} mixes CSV and Parquet files; give a folder of one kind.")
     return sorted(found), formats.pop()
 
 
-def read_table(path: str | os.PathLike, *, blocksize: str | int = DEFAULT_BLOCKSIZE,
-               columns: Sequence[str] | None = None) -> dd.DataFrame:
+def read_table(
+    path: str | os.PathLike, *, blocksize: str | int = DEFAULT_BLOCKSIZE, columns: Sequence[str] | None = None
+) -> dd.DataFrame:
     """A CSV or Parquet file, or a folder of them, as a lazy Dask DataFrame in partitions of ``blocksize``.
 
     Parquet partitions are never smaller than one row group: write large files with row groups of a few
@@ -347,8 +371,9 @@ def read_table(path: str | os.PathLike, *, blocksize: str | int = DEFAULT_BLOCKS
     files, kind = _input_files(os.fspath(path))
     if kind == "csv":
         return dd.read_csv(files, blocksize=blocksize, usecols=list(columns) if columns else None)
-    return dd.read_parquet(files, blocksize=blocksize, split_row_groups="adaptive", columns=columns,
-                           aggregate_files=False)
+    return dd.read_parquet(
+        files, blocksize=blocksize, split_row_groups="adaptive", columns=columns, aggregate_files=False
+    )
 
 
 def _worker_usage() -> dict[str, float]:
@@ -383,8 +408,10 @@ def _open_output(output: str, settings: dict[str, Any], resume: bool) -> set[int
     manifest = os.path.join(output, MANIFEST)
     if os.path.isdir(output) and os.listdir(output):
         if not os.path.exists(manifest):
-            raise ValueError(f"output folder {output!r} exists and is not a shapnet.explain output; give a "
-                             "new folder (it is created) or an earlier run's output to resume it.")
+            raise ValueError(
+                f"output folder {output!r} exists and is not a shapnet.explain output; give a "
+                "new folder (it is created) or an earlier run's output to resume it."
+            )
         with open(manifest) as fh:
             previous = json.load(fh)["settings"]
         if previous != settings or not resume:
@@ -458,37 +485,56 @@ def explain_files(
 
     model_path, input_path, output = os.fspath(model_path), os.fspath(input_path), os.fspath(output)
     if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"model {model_path!r} does not exist (expected a checkpoint written by "
-                                "shapnet.save, e.g. model.pt of python -m shapnet.training).")
+        raise FileNotFoundError(
+            f"model {model_path!r} does not exist (expected a checkpoint written by "
+            "shapnet.save, e.g. model.pt of python -m shapnet.training)."
+        )
     model = load_model(model_path).eval()
     spec = InputSpec.from_checkpoint(model_path)
     if spec is not None and feature_columns is not None:
-        raise ValueError("the checkpoint records the model's input columns and their standardisation; "
-                         "--feature-columns applies only to a checkpoint without them.")
+        raise ValueError(
+            "the checkpoint records the model's input columns and their standardisation; "
+            "--feature-columns applies only to a checkpoint without them."
+        )
     files, _ = _input_files(input_path)
     df = read_table(input_path, blocksize=blocksize)
-    explained = explain_dataframe(model, df, inputs=spec or feature_columns, key_columns=key_columns,
-                                  batch_size=batch_size)
+    explained = explain_dataframe(
+        model, df, inputs=spec or feature_columns, key_columns=key_columns, batch_size=batch_size
+    )
     settings = {
-        "model_sha256": _sha256(model_path), "input": _file_signature(files),
+        "model_sha256": _sha256(model_path),
+        "input": _file_signature(files),
         "key_columns": list(key_columns),
         "feature_columns": None if feature_columns is None else list(feature_columns),
-        "blocksize": blocksize, "batch_size": batch_size, "partitions": explained.npartitions,
+        "blocksize": blocksize,
+        "batch_size": batch_size,
+        "partitions": explained.npartitions,
     }
     done = _open_output(output, settings, resume)
     todo = [i for i in range(explained.npartitions) if i not in done]
     parts = explained.to_delayed()
-    writes = [dask.delayed(_write_part)(parts[i], os.path.join(output, f"part-{i:05d}.parquet"),
-                                        dask_key_name=f"write-part-{i}") for i in todo]
+    writes = [
+        dask.delayed(_write_part)(
+            parts[i], os.path.join(output, f"part-{i:05d}.parquet"), dask_key_name=f"write-part-{i}"
+        )
+        for i in todo
+    ]
     if spec is None:
-        log(f"note: {model_path} records no input spec: its columns are used as they are (no "
-            "standardisation).")
+        log(
+            f"note: {model_path} records no input spec: its columns are used as they are (no "
+            "standardisation)."
+        )
 
     started = time.perf_counter()
     if scheduler is None:
         n_workers = n_workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     else:
         cluster = None
     try:
@@ -498,8 +544,9 @@ def explain_files(
             before = client.run(_worker_usage)
             tic = time.perf_counter()
             rows = 0
-            bar = progress_bar(total=len(todo), desc="explaining partitions", unit="part",
-                               disable=not progress)
+            bar = progress_bar(
+                total=len(todo), desc="explaining partitions", unit="part", disable=not progress
+            )
             key_to_part = dict(zip((f"write-part-{i}" for i in todo), todo))
             with bar:
                 for future in as_completed(client.compute(writes)):
@@ -514,17 +561,23 @@ def explain_files(
         if cluster is not None:
             cluster.close()
     result = {
-        "rows": rows, "partitions": explained.npartitions, "partitions_this_run": len(todo),
-        "seconds": seconds, "rows_per_second": rows / seconds if seconds > 0 else float("nan"),
-        "cluster_start_seconds": cluster_seconds, "workers": workers,
+        "rows": rows,
+        "partitions": explained.npartitions,
+        "partitions_this_run": len(todo),
+        "seconds": seconds,
+        "rows_per_second": rows / seconds if seconds > 0 else float("nan"),
+        "cluster_start_seconds": cluster_seconds,
+        "workers": workers,
         "threads_per_worker": threads_per_worker,
         # CPU time the workers spent on this run (a replaced worker's time is lost): less sensitive than wall
         # time to other processes sharing the machine.
-        "worker_cpu_seconds": sum(u["cpu_seconds"] - before.get(w, {"cpu_seconds": 0.0})["cpu_seconds"]
-                                  for w, u in after.items()),
+        "worker_cpu_seconds": sum(
+            u["cpu_seconds"] - before.get(w, {"cpu_seconds": 0.0})["cpu_seconds"] for w, u in after.items()
+        ),
         # Peak since each worker process started (so a fresh cluster measures this run alone).
         "peak_rss_mb_per_worker_before_run": sorted(
-            round(u["peak_rss_bytes"] / 2**20, 1) for u in before.values()),
+            round(u["peak_rss_bytes"] / 2**20, 1) for u in before.values()
+        ),
         "peak_rss_mb_per_worker": sorted(round(u["peak_rss_bytes"] / 2**20, 1) for u in after.values()),
         "models_loaded_per_worker": sorted(loads.values()),
     }
