@@ -16,6 +16,7 @@ exactness, partly by making the model more additive.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -85,7 +86,8 @@ def _check_target(target: object, batch: int, n_outputs: int, device: torch.devi
         return None
     if isinstance(target, bool):
         raise TypeError(f"target must be None, an int or a (B,) integer tensor, got {target!r}.")
-    if isinstance(target, int):
+    if isinstance(target, numbers.Integral):
+        target = int(target)
         if not 0 <= target < n_outputs:
             raise ValueError(f"target must be in [0, {n_outputs}) (the model has {n_outputs} outputs), got {target}.")
         return target

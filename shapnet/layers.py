@@ -13,19 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validation import check_int, check_int_pair, check_positive_int
 from .groups import GroupIndex
 from .modules import GroupedMLP
 
 __all__ = ["ShapleyLayer", "ShapleyConv2d", "LayerOutput", "normalize_groups", "watched"]
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    pair = tuple(int(v) for v in value)
-    if len(pair) != 2:
-        raise ValueError(f"expected an int or a pair of ints, got {value!r}.")
-    return pair  # type: ignore[return-value]
 
 
 class LayerOutput(NamedTuple):
@@ -53,7 +45,10 @@ def normalize_groups(groups: object, n_features: int | None = None) -> list[tupl
     for g in groups:
         if isinstance(g, (int,)) or not isinstance(g, (Sequence, torch.Tensor)) or len(g) == 0:
             raise TypeError(f"each group must be a non-empty sequence of feature indices, got {g!r}.")
-        idx = tuple(int(i) for i in g)
+        if isinstance(g, torch.Tensor):
+            g = g.tolist()
+        # Integers only: int(1.5) would silently truncate a group to another feature.
+        idx = tuple(check_int(i, f"group {tuple(g)!r}: index", min_val=0) for i in g)
         if len(set(idx)) != len(idx):
             raise ValueError(f"a group may not repeat a feature, got {idx}.")
         if min(idx) < 0 or (n_features is not None and max(idx) >= n_features):
@@ -97,6 +92,10 @@ class ShapleyLayer(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(out_channels, "out_channels")
+        if n_features is not None:
+            check_positive_int(n_features, "n_features")
         group_list = normalize_groups(groups, n_features)
         self.n_features = n_features if n_features is not None else max(max(g) for g in group_list) + 1
         k = max(len(g) for g in group_list)
@@ -229,9 +228,12 @@ class ShapleyConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = check_int_pair(kernel_size, "kernel_size", min_val=1)
+        self.stride = check_int_pair(stride, "stride", min_val=1)
+        self.padding = check_int_pair(padding, "padding", min_val=0)
+        self.dilation = check_int_pair(dilation, "dilation", min_val=1)
         k = self.kernel_size[0] * self.kernel_size[1]
         self.mlp = GroupedMLP(1, k, in_channels, out_channels, hidden=hidden, activation=activation, readout_bias=bias)
         self.index = GroupIndex.tiles(k, 1)  # one shared module: a window's k pixels are features 0..k-1
@@ -263,6 +265,8 @@ class ShapleyConv2d(nn.Module):
             :class:`LayerOutput` with ``values (B, O, H, W)`` and ``base (B, O)``.
         """
         b, _, h, w = delta.shape
+        if b == 0:  # an empty batch has no windows to unfold
+            return LayerOutput(delta.new_zeros(0, self.out_channels, h, w), delta.new_zeros(0, self.out_channels), 0.0)
         if reference is None:
             offset = self.mlp.offset(None)
         else:

@@ -14,13 +14,27 @@ import torch
 from torch import nn
 
 from ._backends import compiled
-from ._validation import check_input, check_positive_int, check_reference
+from ._validation import check_input, check_int, check_int_pair, check_positive_int, check_reference
 from .explanation import ShapleyExplanation
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups, padded_size
 from .layers import LayerOutput, ShapleyConv2d, ShapleyLayer, normalize_groups, watched
 from .pruning import Pruning, as_pruning, prune_features
 
 __all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
+
+
+def _as_baseline(baseline: object, x: torch.Tensor) -> torch.Tensor:
+    """``baseline`` as a real tensor in ``x``'s dtype and device (complex is refused, never truncated)."""
+    if isinstance(baseline, complex) or torch.as_tensor(baseline).is_complex():
+        raise TypeError("baseline must be real, got complex values.")
+    return torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+
+
+def _check_widths(widths: object, name: str) -> list[int]:
+    """A sequence of positive ints (hidden widths, channels per stage)."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise TypeError(f"{name} must be a sequence of positive ints, got {type(widths).__name__} ({widths!r}).")
+    return [check_int(w, f"{name}[{i}]", min_val=1) for i, w in enumerate(widths)]
 
 
 class ShapNet(nn.Module, ABC):
@@ -72,8 +86,16 @@ class ShapNet(nn.Module, ABC):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, K)`` for ``x`` of shape ``(B, *input_shape)``."""
-        return self._predict(check_input(x, self.input_shape))
+        """Logits ``(B, K)`` for ``x`` of shape ``(B, *input_shape)`` in the model's dtype and device."""
+        x = self._check_input(x)
+        if x.shape[0] == 0:
+            # The layers need at least one row: run the reference and keep none of it, so an empty batch gets
+            # an empty (0, K) result on every path (compiled, torch, any activation).
+            return self._predict(self.reference.to(x).unsqueeze(0))[:0]
+        return self._predict(x)
+
+    def _check_input(self, x: object) -> torch.Tensor:
+        return check_input(x, self.input_shape, dtype=self.reference.dtype, device=self.reference.device)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of validated ``x``; subclasses may skip computing values that a prediction does not need."""
@@ -90,13 +112,15 @@ class ShapNet(nn.Module, ABC):
                 :class:`ShallowShapNet`; Deep and Vision ShapNets accept only their own reference.
             layers: also return every layer's representation.
         """
-        x = check_input(x, self.input_shape)
+        x = self._check_input(x)
         if baseline is not None:
             baseline = self._check_baseline(baseline, x)
+        if x.shape[0] == 0:  # as in forward: explain one reference row and keep none (right shapes everywhere)
+            return self._explain(self.reference.to(x).unsqueeze(0), None, layers)[:0]
         return self._explain(x, baseline, layers)
 
     def _check_baseline(self, baseline: object, x: torch.Tensor) -> torch.Tensor | None:
-        base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+        base = _as_baseline(baseline, x)
         ref = self.reference.to(x)
         try:
             # A tolerance, not ==: a reference recomputed elsewhere (a training mean in float32) differs in
@@ -156,6 +180,8 @@ class ShallowShapNet(ShapNet):
     ) -> None:
         check_positive_int(n_features, "n_features")
         check_positive_int(n_outputs, "n_outputs")
+        group_size = check_int(group_size, "group_size", min_val=1, max_val=10)
+        hidden = _check_widths(hidden, "hidden")
         if isinstance(groups, str):
             builders = {
                 "gam": lambda: gam_groups(n_features),
@@ -207,7 +233,7 @@ class ShallowShapNet(ShapNet):
         return base + total
 
     def _check_baseline(self, baseline: object, x: torch.Tensor) -> torch.Tensor:
-        base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+        base = _as_baseline(baseline, x)
         if base.dim() == 0:
             base = base.expand(x.shape[1])
         if tuple(base.shape) not in ((x.shape[1],), tuple(x.shape)) and tuple(base.shape) != (1, x.shape[1]):
@@ -260,11 +286,13 @@ class DeepShapNet(ShapNet):
     ) -> None:
         check_positive_int(n_features, "n_features")
         check_positive_int(n_outputs, "n_outputs")
+        group_size = check_int(group_size, "group_size", min_val=2, max_val=10)  # a butterfly of radix k
+        hidden = _check_widths(hidden, "hidden")
         n_padded, n_stages = padded_size(n_features, group_size)
         depth = n_stages if depth is None else check_positive_int(depth, "depth")
-        if isinstance(channels, int):
-            channels = [channels] * (depth - 1)
-        channels = [int(c) for c in channels]
+        if not isinstance(channels, Sequence):
+            channels = [check_positive_int(channels, "channels")] * (depth - 1)
+        channels = _check_widths(channels, "channels")
         if len(channels) != depth - 1:
             raise ValueError(
                 f"channels must be an int or a list with one entry per hidden stage (depth - 1 = {depth - 1}), "
@@ -382,6 +410,16 @@ class Stage:
     hidden: tuple[int, ...] = (32,)
     split: int | None = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.out_channels, "Stage.out_channels")
+        check_int_pair(self.kernel_size, "Stage.kernel_size", min_val=1)
+        check_int_pair(self.stride, "Stage.stride", min_val=1)
+        check_int_pair(self.padding, "Stage.padding", min_val=0)
+        check_int_pair(self.dilation, "Stage.dilation", min_val=1)
+        _check_widths(self.hidden, "Stage.hidden")
+        if self.split is not None:
+            check_positive_int(self.split, "Stage.split")
+
 
 #: Rules for a VisionShapNet's reference taken from the training images (:meth:`VisionShapNet.fit_reference`).
 REFERENCE_RULES = ("mean", "min")
@@ -437,8 +475,17 @@ class VisionShapNet(ShapNet):
     ) -> None:
         check_positive_int(in_channels, "in_channels")
         check_positive_int(n_classes, "n_classes")
-        stage_list = [s if isinstance(s, Stage) else Stage(**s) for s in stages]
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        readout_hidden = _check_widths(readout_hidden, "readout_hidden")
+        if isinstance(stages, (Stage, dict)) or not isinstance(stages, Sequence):
+            raise TypeError(f"stages must be a sequence of Stage (or dicts), got {type(stages).__name__}.")
+        stage_list = []
+        for i, stage in enumerate(stages):
+            if isinstance(stage, dict):
+                stage = Stage(**stage)
+            if not isinstance(stage, Stage):
+                raise TypeError(f"stages[{i}] must be a Stage or a dict of its fields, got {type(stage).__name__}.")
+            stage_list.append(stage)
+        size = check_int_pair(image_size, "image_size", min_val=1)
         pruning = as_pruning(prune)
         rule = reference if isinstance(reference, str) else None
         if rule is not None and rule not in REFERENCE_RULES:

@@ -193,6 +193,8 @@ def _as_index(value: object, what: str) -> int:
     if isinstance(value, bool):
         raise TypeError(f"{what} must be an int, got a bool ({value!r}).")
     if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:  # torch.full would raise a bare OverflowError
+            raise ValueError(f"{what} = {value} is not an output index: far outside any model's outputs.")
         return value
     if isinstance(value, torch.Tensor):
         if value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool:

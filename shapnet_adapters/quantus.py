@@ -91,6 +91,8 @@ def explain_func(
     shapnet, flatten = _unwrap(model)
     reference = shapnet.reference
     x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    if x.is_complex():  # casting to the model's dtype would drop the imaginary part silently
+        raise TypeError(f"inputs must hold real numbers, got dtype {x.dtype}.")
     x = x.to(device=reference.device if device is None else device, dtype=reference.dtype)
     batch = x.shape[0]
     if flatten:

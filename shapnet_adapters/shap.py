@@ -197,6 +197,8 @@ class ShapNetExplainer(shap.Explainer):
                 "X must be 2-D: got a pandas Series (one row?). Pass a DataFrame, e.g. series.to_frame().T."
             )
         if isinstance(X, torch.Tensor):
+            if X.is_complex():  # .to(float) would silently drop the imaginary part
+                raise TypeError(f"X must hold real numbers, got a tensor of dtype {X.dtype}.")
             x = X.detach()
         else:
             array = np.asarray(X)

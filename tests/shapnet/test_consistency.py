@@ -336,8 +336,11 @@ def test_bad_inputs_raise_clear_errors():
         shapley_consistency(model, x, values[:2])
     with pytest.raises(TypeError, match="values must be a floating-point tensor"):
         shapley_consistency(model, x, values.detach().numpy())
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="n_coalitions must be a positive int"):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"n_coalitions == {bad}, must be >= 1"):
+            shapley_consistency(model, x, values, n_coalitions=bad)
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="n_coalitions must be an"):
             shapley_consistency(model, x, values, n_coalitions=bad)
     with pytest.raises(ValueError, match=r"target must be in \[0, 3\)"):
         shapley_consistency(model, x, values, target=3)

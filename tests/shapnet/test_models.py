@@ -353,7 +353,7 @@ def test_bad_constructor_arguments() -> None:
         ShallowShapNet(4, 2, groups="triples")
     with pytest.raises(ValueError, match="activation must be one of"):
         DeepShapNet(4, 2, activation="sigmoidish")
-    with pytest.raises(ValueError, match="n_features must be a positive int"):
+    with pytest.raises(ValueError, match="n_features == 0, must be >= 1"):
         DeepShapNet(0, 2)
     with pytest.raises(ValueError, match="fraction must lie in"):
         DeepShapNet(4, 2, prune=1.5)
