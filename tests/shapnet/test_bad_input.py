@@ -29,6 +29,7 @@ MODELS = {
     "deep-gelu": lambda: DeepShapNet(6, 3, channels=4, hidden=(5,), activation="gelu"),
     "deep-pruned": lambda: DeepShapNet(8, 2, channels=4, hidden=(5,), prune=0.5),
     "shallow": lambda: ShallowShapNet(6, 3, hidden=(5,)),
+    "harsanyi": lambda: shapnet.HarsanyiNet(6, 3, hidden=(8, 8)),
     "vision": lambda: VisionShapNet(
         2, 3, stages=[Stage(3, hidden=(4,)), Stage(3, dilation=2, hidden=(4,))], image_size=(5, 6), readout_hidden=(4,)
     ),
@@ -70,10 +71,12 @@ def test_empty_batch_with_a_per_row_baseline() -> None:
 
 def test_empty_batch_through_the_layers(path: str) -> None:
     layer = ShapleyLayer([(0, 1), (2, 3)], 2, 3, hidden=(4,))
-    out = layer(torch.randn(0, 4, 2))
+    assert layer(torch.randn(0, 4, 2)).shape == (0, 4, 3)
+    out = layer.shapley(torch.randn(0, 4, 2))
     assert out.values.shape == (0, 4, 3) and out.base.shape == (0, 3)
     conv = ShapleyConv2d(2, 3, 2, hidden=(4,))
-    out = conv(torch.randn(0, 2, 5, 5))
+    assert conv(torch.randn(0, 2, 5, 5)).shape == (0, 3, 5, 5)
+    out = conv.shapley(torch.randn(0, 2, 5, 5))
     assert out.values.shape == (0, 3, 5, 5) and out.base.shape == (0, 3)
 
 
