@@ -53,7 +53,7 @@ class ShapleyExplanation:
     def __getitem__(self, index: int | slice | torch.Tensor) -> ShapleyExplanation:
         """Select samples, e.g. ``explanation[:5]``."""
         if isinstance(index, int):
-            index = slice(index, index + 1)
+            index = slice(index, index + 1 or None)  # -1 -> slice(-1, None), the last row
         return ShapleyExplanation(
             self.values[index],
             self.base_values[index],
