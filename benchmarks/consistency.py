@@ -197,7 +197,7 @@ def permutation_estimate(
             mask = rank.unsqueeze(0) < torch.arange(n + 1).unsqueeze(1)  # row t: the first t pixels of perm
             images = torch.where(mask.view(n + 1, 1, h, w), x.unsqueeze(0), ref.unsqueeze(0))
             out = torch.cat([model(chunk)[:, target] for chunk in images.split(256)])
-            contrib = torch.empty(n)
+            contrib = out.new_empty(n)  # in the model's dtype (float64 models too)
             contrib[perm] = out[1:] - out[:-1]
             pair.append(contrib)
         draws.append((pair[0] + pair[1]) / 2)
@@ -219,7 +219,7 @@ def images(args: argparse.Namespace, ds: Dataset) -> int:
         model = load(path).eval()
         built_in, estimate, error_bar = [], [], []
         for i in progress(picks.tolist(), desc=f"images of {Path(path).name}", unit="image"):
-            x = torch.from_numpy(ds.X_test[i])
+            x = torch.from_numpy(ds.X_test[i]).to(model.reference.dtype)
             with torch.no_grad():
                 ex = model.explain(x.unsqueeze(0))
             target = int(ex.predictions.argmax(1))

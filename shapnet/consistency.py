@@ -92,7 +92,11 @@ def _check_target(target: object, batch: int, n_outputs: int, device: torch.devi
             raise ValueError(f"target must be in [0, {n_outputs}) (the model has {n_outputs} outputs), got {target}.")
         return target
     if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
-        target = torch.as_tensor(list(target))
+        items = list(target)
+        integral = all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in items)
+        if integral and not all(-(2**63) <= int(t) < 2**63 for t in items):
+            raise ValueError(f"target entries must be in [0, {n_outputs}) (the model has {n_outputs} outputs).")
+        target = torch.as_tensor(items, dtype=torch.long) if integral else torch.as_tensor(items)
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be None, an int or a (B,) integer tensor, got {type(target).__name__}.")
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
@@ -142,7 +146,7 @@ def shapley_consistency(
         generator: optional ``torch.Generator``; default torch's global RNG.
 
     Returns:
-        Scalar loss (differentiable), in ``values``' dtype.
+        Scalar loss (differentiable), in ``values``' dtype; 0 for an empty batch.
 
     Example:
         >>> ex = model.explain(xb)
@@ -178,6 +182,8 @@ def shapley_consistency(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
 
+    if batch == 0:  # nothing to penalise: a zero that keeps the graph (a mean over no terms would be NaN)
+        return values.sum() * 0.0
     mixed, mask = consistency_inputs(model, x, n_coalitions=n_coalitions, generator=generator)
     # f(r) rides along as the last row, so the whole loss costs a single forward call.
     return consistency_loss(model(mixed), values, mask, target=target)

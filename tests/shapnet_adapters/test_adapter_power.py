@@ -1,0 +1,54 @@
+"""Adapter tests with power (issue #18 item 9): expectations computed from the model, not from the adapter.
+
+A convergence delta forced to 0 and an image explanation carrying another output's base values both passed
+the rest of the suite; these tests fail on each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shapnet import Stage, VisionShapNet
+from shapnet_adapters.captum import ShapNetAttribution
+from shapnet_adapters.shap import ShapNetExplainer
+
+
+
+def test_a_wrong_attribution_gets_the_convergence_delta_it_deserves(make_model, kind: str) -> None:
+    model = make_model(kind).double()
+    x = torch.randn(4, *model.input_shape, dtype=torch.float64)
+    target = [0, 2, 1, 2]
+    attribution = ShapNetAttribution(model)
+    right = attribution.attribute(x, target=target)
+    wrong = right + torch.linspace(-1.0, 2.0, right[0].numel(), dtype=torch.float64).view(right[0].shape)
+    delta = attribution.compute_convergence_delta(wrong, model.reference.unsqueeze(0), x, target=target)
+    with torch.no_grad():
+        gap = model(x)[torch.arange(4), target] - model(model.reference.unsqueeze(0))[0, target]
+    expected = wrong.reshape(4, -1).sum(1) - gap  # sum of attributions minus what they should add up to
+    torch.testing.assert_close(delta, expected, rtol=0, atol=1e-9)
+    assert float(delta.abs().min()) > 0.4  # the offset adds 0.5 * n_elements per row
+    good = attribution.compute_convergence_delta(right, model.reference.unsqueeze(0), x, target=target)
+    assert float(good.abs().max()) < 1e-9
+
+
+def test_image_explanation_base_values_belong_to_each_output() -> None:
+    torch.manual_seed(0)
+    model = VisionShapNet(
+        2, 3, stages=[Stage(3, hidden=(4,))], image_size=(4, 5), readout_hidden=(4,), reference=[0.2, -0.3]
+    ).double().eval()
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.7, -1.3, 2.9], dtype=torch.float64))  # non-zero, distinct
+        x = torch.randn(3, 2, 4, 5, dtype=torch.float64)
+        at_reference = model(model.reference.unsqueeze(0))[0].numpy()  # f(r): what base values must be
+        logits = model(x).numpy()
+    assert len(set(np.round(at_reference, 6))) == 3 and np.all(np.abs(at_reference) > 0.1)
+    ex = ShapNetExplainer(model).image_explanation(x)
+    np.testing.assert_allclose(ex.base_values, np.broadcast_to(at_reference, (3, 3)), rtol=0, atol=1e-9)
+    for k in range(3):
+        part = ex[..., k : k + 1]
+        np.testing.assert_allclose(np.asarray(part.base_values).reshape(3), at_reference[k], rtol=0, atol=1e-9)
+        # local accuracy per output: this output's values plus its own base value give its logit
+        total = np.asarray(part.values).reshape(3, -1).sum(1) + np.asarray(part.base_values).reshape(3)
+        np.testing.assert_allclose(total, logits[:, k], rtol=0, atol=1e-9)
