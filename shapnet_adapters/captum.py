@@ -158,7 +158,7 @@ class ShapNetAttribution(Attribution):
         with torch.no_grad():
             end_out = self.model(x).gather(1, rows).squeeze(1)
             start_out = self.model(start).gather(1, rows).squeeze(1)
-        total = attr.reshape(x.shape[0], -1).to(torch.float64).sum(1)
+        total = attr.flatten(1).to(torch.float64).sum(1)  # flatten: also for an empty batch
         return total - (end_out.to(torch.float64) - start_out.to(torch.float64))
 
 
@@ -210,6 +210,7 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
     Mirrors Captum's selection for a ``(B, K)`` output: an int or 1-tuple selects that column for every
     row; a list or a 1-D tensor of length ``B`` selects one column per row.
     """
+    rows = max(batch, 1)  # scalar targets are range-checked even for an empty batch, then cut to B rows
     if target is None:
         if n_outputs == 1:
             return torch.zeros(batch, dtype=torch.long)
@@ -223,12 +224,12 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
                 f"a tuple target indexes the output's trailing dimensions; a ShapNet's output (B, K) has one, "
                 f"so the tuple must have one element, got {target!r}."
             )
-        indices = torch.full((batch,), _as_index(target[0], "target[0]"), dtype=torch.long)
+        indices = torch.full((rows,), _as_index(target[0], "target[0]"), dtype=torch.long)
     elif isinstance(target, torch.Tensor):
         if target.is_floating_point() or target.dtype == torch.bool:
             raise TypeError(f"a tensor target must hold integer indices, got dtype {target.dtype}.")
         if target.numel() == 1:
-            indices = torch.full((batch,), int(target.item()), dtype=torch.long)
+            indices = torch.full((rows,), int(target.item()), dtype=torch.long)
         elif target.dim() == 1 and target.numel() == batch:
             indices = target.detach().to("cpu", torch.long)
         else:
@@ -250,11 +251,11 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
             flat.append(_as_index(entry, f"target[{position}]"))
         indices = torch.tensor(flat, dtype=torch.long)
     else:
-        indices = torch.full((batch,), _as_index(target, "target"), dtype=torch.long)
+        indices = torch.full((rows,), _as_index(target, "target"), dtype=torch.long)
     bad = (indices < -n_outputs) | (indices >= n_outputs)
     if bool(bad.any()):
         raise ValueError(
             f"target indices must lie in [{-n_outputs}, {n_outputs - 1}] for a model with K = {n_outputs} "
             f"outputs, got {sorted(set(indices[bad].tolist()))}."
         )
-    return indices % n_outputs
+    return (indices % n_outputs)[:batch]

@@ -162,10 +162,10 @@ def _target_indices(targets: object, batch: int, n_outputs: int) -> torch.Tensor
         if not np.all(array == np.round(array)):
             raise TypeError("targets must be integer class indices, got non-integer floats.")
     array = array.astype(np.int64).reshape(-1)
+    if np.any((array < -n_outputs) | (array >= n_outputs)):  # before broadcasting: an empty batch too
+        raise ValueError(f"targets must lie in [{-n_outputs}, {n_outputs - 1}], got {sorted(set(array.tolist()))}.")
     if array.size == 1:
         array = np.full(batch, array[0])
     if array.size != batch:
         raise ValueError(f"targets must hold one index or one index per row ({batch}), got {array.size}.")
-    if np.any((array < -n_outputs) | (array >= n_outputs)):
-        raise ValueError(f"targets must lie in [{-n_outputs}, {n_outputs - 1}], got {sorted(set(array.tolist()))}.")
     return torch.from_numpy(array % n_outputs)

@@ -19,9 +19,9 @@ from shapnet import (
     Stage,
     VisionShapNet,
     exact_shapley,
-    kernels,
     shapley_consistency,
 )
+from shapnet._backends import compiled
 from shapnet.io import load_checkpoint
 
 MODELS = {
@@ -40,7 +40,7 @@ MODELS = {
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test on the compiled kernels and on the PyTorch tiles."""
     if request.param == "torch":
-        monkeypatch.setattr(kernels, "applies", lambda tensor: False)
+        monkeypatch.setattr(compiled, "applies", lambda tensor: False)
     return request.param
 
 

@@ -13,7 +13,8 @@ import math
 import pytest
 import torch
 
-from shapnet import DeepShapNet, ShallowShapNet, kernels, sample_kernel_coalitions
+from shapnet import DeepShapNet, ShallowShapNet, sample_kernel_coalitions
+from shapnet._backends import compiled
 from shapnet.pruning import prune_features_and_mask
 
 
@@ -53,7 +54,7 @@ def test_sampled_coalitions_of_one_size_are_uniform() -> None:
 @pytest.fixture(params=["compiled", "torch"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "torch":
-        monkeypatch.setattr(kernels, "applies", lambda tensor: False)
+        monkeypatch.setattr(compiled, "applies", lambda tensor: False)
     return request.param
 
 
