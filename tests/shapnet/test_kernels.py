@@ -77,10 +77,19 @@ def test_compiled_modules_gradcheck() -> None:
 
 def test_compiled_modules_return_only_the_gradients_asked_for() -> None:
     delta, (w1, offset, w_out), active, constants = _inputs(CONFIGS[0], torch.float64, 0.2)
+    probe = torch.randn(delta.shape[:3] + (w_out.shape[-1],), dtype=torch.float64)  # a generic upstream gradient
     w1.requires_grad_()
     out, _ = _compiled(delta, w1, offset, w_out, active, constants)
-    (grad_w1,) = torch.autograd.grad(out.sum(), [w1])
-    assert grad_w1.abs().sum() > 0
+    (grad_w1,) = torch.autograd.grad((out * probe).sum(), [w1])
+    # Asking for one gradient gives the same value as asking for all of them, and as the PyTorch tiles.
+    leaves = [t.detach().clone().requires_grad_() for t in (delta, w1, offset, w_out)]
+    full, _ = _compiled(*leaves, active, constants)
+    all_grads = torch.autograd.grad((full * probe).sum(), leaves)
+    torch.testing.assert_close(grad_w1, all_grads[1], rtol=0, atol=1e-12)
+    tiles = [t.detach().clone().requires_grad_() for t in (delta, w1, offset, w_out)]
+    expected = ReluModules.apply(tiles[0], tiles[1], tiles[2], tiles[3], active, *constants, None, None)
+    torch.testing.assert_close(grad_w1, torch.autograd.grad((expected * probe).sum(), tiles[1])[0])
+    assert float(grad_w1.abs().sum()) > 0 and delta.grad is None and offset.grad is None and w_out.grad is None
 
 
 def _explain_and_grads(make, x, torch_path_on, monkeypatch):

@@ -52,3 +52,46 @@ def test_image_explanation_base_values_belong_to_each_output() -> None:
         # local accuracy per output: this output's values plus its own base value give its logit
         total = np.asarray(part.values).reshape(3, -1).sum(1) + np.asarray(part.base_values).reshape(3)
         np.testing.assert_allclose(total, logits[:, k], rtol=0, atol=1e-9)
+
+
+def test_infidelity_is_zero_for_exact_values_of_an_additive_model_and_not_for_wrong_ones() -> None:
+    """Captum's infidelity with baseline-replacement perturbations: ``I = mask``, ``x_I = r`` on the mask.
+    For an additive model the Shapley values satisfy ``sum_{i in S} phi_i = f(x) - f(x_S -> r)`` exactly."""
+    from captum.metrics import infidelity
+
+    from shapnet import ShallowShapNet
+
+    model = ShallowShapNet(6, 3, groups="gam", hidden=(7,), reference=torch.linspace(-1, 1, 6)).double().eval()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+
+    def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = (torch.rand(inputs.shape, generator=gen) < 0.5).to(inputs.dtype)
+        return mask, torch.where(mask.bool(), model.reference.expand_as(inputs), inputs)
+
+    exact = ShapNetAttribution(model).attribute(x, target=1)
+    score = infidelity(model, perturb, x, exact, target=1, n_perturb_samples=8)
+    assert float(score.abs().max()) < 1e-20
+    shuffled = exact[:, torch.tensor([1, 0, 3, 2, 5, 4])]  # the right numbers on the wrong features
+    worse = infidelity(model, perturb, x, shuffled, target=1, n_perturb_samples=8)
+    assert float(worse.min()) > 1e-6
+
+
+def test_sensitivity_max_is_the_relative_change_of_the_exact_values() -> None:
+    """One deterministic perturbation: Captum's sensitivity is ``||A(x + d) - A(x)|| / ||A(x)||`` per sample,
+    with ``A`` the exact Shapley values (brute force, independent of the adapter)."""
+    from captum.metrics import sensitivity_max
+
+    from shapnet import ShallowShapNet, exact_shapley
+
+    model = ShallowShapNet(5, 2, groups="pairs", hidden=(6,), reference=torch.full((5,), 0.3)).double().eval()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    step = 0.05 * torch.randn(4, 5, dtype=torch.float64)
+    score = sensitivity_max(
+        ShapNetAttribution(model).attribute, x, perturb_func=lambda inputs, radius: inputs + step,
+        n_perturb_samples=1, target=1,
+    )
+    before = exact_shapley(model, x, model.reference)[..., 1]
+    after = exact_shapley(model, x + step, model.reference)[..., 1]
+    expected = (after - before).norm(dim=1) / before.norm(dim=1)
+    torch.testing.assert_close(score, expected, rtol=1e-6, atol=1e-9)

@@ -175,8 +175,16 @@ def test_sequential_masker(shallow) -> None:
     masker = shap.benchmark.SequentialMasker("remove", "positive", explainer.masker, predict, x)
     result = masker(explainer(x)[:, :, 0], "shapnet", silent=True)
     assert np.all(np.isfinite(result.curve_y)) and np.isfinite(result.value)
-    # Removing nothing gives the prediction; removing every feature gives the prediction at the reference.
+    # Removing nothing gives the prediction; "positive" order removes (sets to the reference) exactly the
+    # features with a positive value, so the curve ends at the mean prediction with those at the reference.
     np.testing.assert_allclose(result.curve_y[0], predict(x).mean(), rtol=1e-5)
+    values = explainer(x)[:, :, 0].values
+    reference = shallow.reference.numpy()
+    np.testing.assert_allclose(result.curve_y[-1], predict(np.where(values > 0, reference, x)).mean(), rtol=1e-5)
+    # "absolute" order removes every feature: the curve ends at the prediction at the reference.
+    every = shap.benchmark.SequentialMasker("remove", "absolute", explainer.masker, predict, x)
+    ends = every(explainer(x)[:, :, 0], "shapnet", silent=True).curve_y
+    np.testing.assert_allclose(ends[-1], predict(reference[None, :])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments(shallow) -> None:
