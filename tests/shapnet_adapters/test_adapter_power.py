@@ -95,3 +95,32 @@ def test_sensitivity_max_is_the_relative_change_of_the_exact_values() -> None:
     after = exact_shapley(model, x + step, model.reference)[..., 1]
     expected = (after - before).norm(dim=1) / before.norm(dim=1)
     torch.testing.assert_close(score, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_quantus_pixel_flipping_curve_follows_the_exact_values_of_an_additive_model() -> None:
+    """Quantus' PixelFlipping sets the most relevant features to the baseline (0 here) first. For an additive model whose
+    reference is 0, step ``i`` of the curve is ``f(x) - (sum of the i+1 largest exact values)``."""
+    import quantus
+
+    from shapnet import ShallowShapNet, exact_shapley
+    from shapnet_adapters.quantus import TabularAsImage, explain_func
+
+    torch.manual_seed(0)
+    model = ShallowShapNet(5, 3, groups="gam", hidden=(6,)).eval()
+    wrapped = TabularAsImage(model)
+    x = np.random.default_rng(4).normal(size=(4, 1, 5)).astype(np.float32)
+    flat = torch.from_numpy(x[:, 0])
+    with torch.no_grad():
+        y = model(flat).argmax(1).numpy()
+        logits = model(flat).double().numpy()
+    metric = quantus.PixelFlipping(
+        features_in_step=1, perturb_baseline=0.0, abs=False, normalise=False, disable_warnings=True,
+        return_auc_per_sample=False,
+    )
+    curves = np.asarray(metric(model=wrapped, x_batch=x, y_batch=y, a_batch=None, explain_func=explain_func,
+                               softmax=False, channel_first=True))
+    exact = exact_shapley(model, flat, 0.0).double().numpy()  # (B, F, K), brute force
+    for b in range(4):
+        phi = exact[b, :, y[b]]
+        expected = logits[b, y[b]] - np.cumsum(np.sort(phi)[::-1])
+        np.testing.assert_allclose(curves[b], expected, rtol=1e-4, atol=1e-4)
