@@ -21,7 +21,6 @@ __all__ = [
     "check_int",
     "check_positive_int",
     "check_int_pair",
-    "check_index",
 ]
 
 
@@ -58,11 +57,6 @@ def check_int_pair(value: object, name: str, *, min_val: int) -> tuple[int, int]
         return (check_int(items[0], f"{name}[0]", min_val=min_val), check_int(items[1], f"{name}[1]", min_val=min_val))
     single = check_int(value, name, min_val=min_val)
     return (single, single)
-
-
-def check_index(value: object, name: str, n: int) -> int:
-    """An output index in ``[0, n)`` from an int or NumPy integer (never a bool); huge ints give ValueError."""
-    return check_int(value, name, min_val=0, max_val=n - 1)
 
 
 def check_finite(t: torch.Tensor, name: str, fix: str = "") -> torch.Tensor:
