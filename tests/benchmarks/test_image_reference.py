@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -17,22 +16,8 @@ def test_background_share_is_the_share_of_abs_values_on_background_pixels() -> N
     np.testing.assert_allclose(background_share(values, background), [0.5, 0.0])  # (1 + 3) / 8; no mass
 
 
-def write_idx(path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def test_image_reference_trains_both_references_and_reports(tmp_path, capsys) -> None:
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "blocks"
-    folder.mkdir()
-    for split, n in (("train", 48), ("t10k", 16)):
-        labels = np.arange(n) % 2
-        images = np.zeros((n, 8, 8), dtype=np.uint8)  # black background
-        for i, label in enumerate(labels):
-            images[i, 1 + 4 * label : 3 + 4 * label, 2:6] = rng.integers(128, 256, (2, 4))
-        write_idx(folder / f"{split}-images-idx3-ubyte", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+def test_image_reference_trains_both_references_and_reports(tmp_path, capsys, idx_block_images) -> None:
+    folder = idx_block_images("blocks", size=8, n_classes=2, n_train=48, n_test=16)
     out = tmp_path / "out"
     argv = [
         "--dataset",

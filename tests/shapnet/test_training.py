@@ -449,25 +449,8 @@ def test_vision_reference_rule_comes_from_the_training_images_and_travels_in_che
 # --------------------------------------------------------------------------- #
 # Command line: your own data, failing cleanly, progress
 # --------------------------------------------------------------------------- #
-def write_idx(path, array: np.ndarray) -> None:
-    """An uncompressed IDX file of unsigned bytes (type code 0x08), as in MNIST."""
-    import struct
-
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def test_cli_trains_on_an_idx_folder_with_class_names(tmp_path, capsys) -> None:
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "shapes"
-    folder.mkdir()
-    for split, n in (("train", 60), ("t10k", 20)):
-        labels = np.arange(n) % 3
-        images = np.zeros((n, 6, 6), dtype=np.uint8)  # black background, a bright block per class
-        for i, label in enumerate(labels):
-            images[i, 2 * label : 2 * label + 2, 1:5] = rng.integers(150, 256, (2, 4))
-        write_idx(folder / f"{split}-images-idx3-ubyte", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+def test_cli_trains_on_an_idx_folder_with_class_names(tmp_path, capsys, idx_block_images) -> None:
+    folder = idx_block_images("shapes", size=6, n_classes=3, n_train=60, n_test=20)
     (folder / "classes.txt").write_text("top\nmiddle\nbottom\n")
     out = tmp_path / "run"
     argv = [
