@@ -51,7 +51,7 @@ class World:
             raise ValueError(
                 "the process group uses the NCCL backend, which needs CUDA tensors, but the model is on "
                 "the CPU; init the process group with backend='gloo' for CPU training (or move the model "
-                "to f'cuda:{local_rank}')."
+                "to cuda:LOCAL_RANK)."
             )
 
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
@@ -88,8 +88,8 @@ class GlobalBatchSampler(DistributedSampler):
     of a step depends on the number of ranks and the last samples repeat. Here the permutation is that of
     a single process (``torch.randperm(n, generator=shuffle)``, the generator shared by all ranks and
     checkpointed), cut into global batches of ``batch_size``, and each global batch is dealt out strided:
-    the same global batches for any number of processes, nothing repeated. A rank whose share of the last
-    batch is empty gets none (:meth:`batches` yields an empty tensor for it).
+    the same global batches for any number of processes, nothing repeated (a rank's share of the last
+    batch may be one sample smaller than another's, or empty).
 
     Args:
         n: the training set's size.
