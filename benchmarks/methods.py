@@ -21,6 +21,11 @@ Image inputs: Captum's perturbation methods perturb whole pixels (all channels t
 ``feature_mask``); shap's model-agnostic explainers see the flattened elements, which are pixels for the
 one-channel datasets used here.
 
+Amortised methods (FastSHAP) must be trained for the model before they explain it: a runner calls
+``spec.prepare_for(model, X_train, background=..., seed=..., cache_dir=...)`` once per explained model before
+its attributions (a no-op returning ``{}`` for every other method). It returns what the training cost
+(``training_seconds``, ``model_evaluations``), which runners report apart from the time per explanation.
+
 Register a new method with :func:`register_method` (duplicate names are rejected)::
 
     @register_method("my_method", library="mine", description="...", budget={"n": 10})
@@ -30,10 +35,13 @@ Register a new method with :func:`register_method` (duplicate names are rejected
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,6 +55,7 @@ __all__ = [
     "MethodSpec",
     "get_method",
     "is_shapnet",
+    "fastshap_explainer",
     "list_methods",
     "register_method",
 ]
@@ -66,6 +75,9 @@ class AttributionFn(Protocol):
 
 
 SupportsFn = Callable[[nn.Module, int], "str | None"]
+#: ``prepare(model, X_train, *, background, seed, cache_dir, **budget) -> info``: trains what an amortised
+#: method needs for ``model`` (see :meth:`MethodSpec.prepare_for`).
+PrepareFn = Callable[..., "dict[str, Any]"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ class MethodSpec:
         budget: keyword arguments bounding its cost (samples, steps, evaluations), recorded in outputs.
         requirement: ``(model, n_features) -> reason or None``: static reasons it cannot run.
         caveat: a known limitation worth printing next to its results (empty if none).
+        prepare: for amortised methods, trains what the method needs for a model on training inputs
+            (see :meth:`prepare_for`); None for every other method.
     """
 
     name: str
@@ -89,6 +103,29 @@ class MethodSpec:
     budget: Mapping[str, Any] = field(default_factory=dict)
     requirement: SupportsFn | None = None
     caveat: str = ""
+    prepare: PrepareFn | None = None
+
+    def prepare_for(
+        self, model: nn.Module, X_train: np.ndarray | torch.Tensor, *, background: torch.Tensor | np.ndarray,
+        seed: int, cache_dir: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        """Train what this method needs to explain ``model`` (an amortised explainer); ``{}`` if nothing.
+
+        Args:
+            model: the model the method will explain.
+            X_train: ``(N, *input_shape)`` inputs to train on (labels are not needed).
+            background: ``(M, *input_shape)`` or ``input_shape``; its first row is the reference (absent value).
+            seed: seeds the training.
+            cache_dir: where the trained state is cached between runs (None: this process only).
+
+        Returns:
+            ``{"training_seconds": ..., "model_evaluations": ..., "cached": bool}`` for amortised methods:
+            the one-off cost, reported apart from the time per explanation.
+        """
+        if self.prepare is None:
+            return {}
+        return self.prepare(model, X_train, background=background, seed=seed, cache_dir=cache_dir,
+                            **dict(self.budget))
 
     def supports(self, model: nn.Module, n_features: int) -> str | None:
         """None if the method can explain ``model`` with ``n_features`` ranked features, else the reason."""
@@ -152,13 +189,14 @@ def register_method(
     budget: Mapping[str, Any] | None = None,
     requirement: SupportsFn | None = None,
     caveat: str = "",
+    prepare: PrepareFn | None = None,
 ) -> Callable[[AttributionFn], AttributionFn]:
     """Decorator adding ``fn`` to :data:`METHODS` under ``name`` (duplicates raise ValueError)."""
 
     def decorator(fn: AttributionFn) -> AttributionFn:
         if name in METHODS:
             raise ValueError(f"an attribution method named {name!r} is already registered.")
-        METHODS[name] = MethodSpec(name, library, description, fn, dict(budget or {}), requirement, caveat)
+        METHODS[name] = MethodSpec(name, library, description, fn, dict(budget or {}), requirement, caveat, prepare)
         return fn
 
     return decorator
@@ -203,11 +241,14 @@ def is_shapnet(model: nn.Module) -> bool:
 
 
 def _needs_shapnet(model: nn.Module, n_features: int) -> str | None:
-    if is_shapnet(model):
+    from shapnet import is_self_explaining
+
+    if is_self_explaining(model):
         return None
     return (
-        f"needs a ShapNet (built-in Shapley values); the model is a {type(model).__name__} "
-        "(e.g. --model mlp explains a plain MLP, which has no built-in values)"
+        f"needs a self-explaining model (built-in Shapley values: a ShapNet, a HarsanyiNet or a FastSHAP "
+        f"wrapper); the model is a {type(model).__name__} (e.g. --model mlp explains a plain MLP, which has no "
+        "built-in values; the method fastshap trains an explainer for it)"
     )
 
 
@@ -313,6 +354,154 @@ def random_scores(
 ) -> torch.Tensor:
     generator = torch.Generator().manual_seed(int(seed))
     return torch.randn(x.shape, generator=generator)
+
+
+# --------------------------------------------------------------------------- #
+# FastSHAP: an amortised explainer, trained once per explained model
+# --------------------------------------------------------------------------- #
+# Trained explainers of this process: (model weights, reference, budget) -> FastSHAP.
+_FASTSHAP: dict[str, Any] = {}
+# ... and by training data and seed too, with what their training cost: key -> (FastSHAP, info).
+_FASTSHAP_INFO: dict[str, tuple[Any, dict[str, Any]]] = {}
+_FASTSHAP_LOCK = threading.Lock()
+
+
+def _fastshap_key(model: nn.Module, reference: torch.Tensor, budget: Mapping[str, Any]) -> str:
+    import hashlib
+
+    from .models import weights_hash
+
+    digest = hashlib.sha256(weights_hash(model).encode())
+    digest.update(np.ascontiguousarray(reference.detach().cpu().numpy(), dtype=np.float32).tobytes())
+    digest.update(json.dumps(dict(budget), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _reference(background: torch.Tensor | np.ndarray, input_shape: tuple[int, ...]) -> torch.Tensor:
+    ref = torch.as_tensor(np.asarray(background, dtype=np.float32))
+    if ref.dim() == len(input_shape) + 1:
+        ref = ref[0]
+    if tuple(ref.shape) != input_shape:
+        raise ValueError(
+            f"background must be one input {input_shape} or rows (M, *{input_shape}); got {tuple(ref.shape)}."
+        )
+    return ref
+
+
+def fastshap_explainer(
+    model: nn.Module,
+    X_train: np.ndarray | torch.Tensor,
+    *,
+    background: torch.Tensor | np.ndarray,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    hidden: tuple[int, ...] = (128, 128),
+    width: int = 32,
+    epochs: int = 30,
+    batch_size: int = 64,
+    n_coalitions: int = 16,
+    lr: float = 1e-3,
+    patience: int = 5,
+    val_fraction: float = 0.1,
+    max_rows: int = 5000,
+) -> tuple[Any, dict[str, Any]]:
+    """A :class:`shapnet.FastSHAP` explainer trained for ``model`` against ``background``'s first row.
+
+    Trained on at most ``max_rows`` rows of ``X_train`` (a seeded random subset), ``val_fraction`` of them
+    held out for early stopping (``patience`` epochs, best weights kept); the same game as every method
+    here (absent features at the reference). The explainer is kept for this process (the ``fastshap``
+    method finds it by the model's weights) and, with ``cache_dir``, saved there with its cost.
+
+    Returns:
+        ``(explainer, info)``; ``info``: ``training_seconds`` and ``model_evaluations`` (of the training,
+        validation included: the amortised cost), ``train_rows``, ``epochs_run``, ``cached`` (loaded
+        from ``cache_dir``, no training in this call).
+    """
+    from shapnet import FastSHAP
+
+    from ._common import atomic_write
+
+    X = torch.as_tensor(np.asarray(X_train, dtype=np.float32))
+    input_shape = tuple(int(s) for s in X.shape[1:])
+    if len(X) < 2:
+        raise ValueError(f"X_train must hold at least 2 rows to train FastSHAP, got {len(X)}.")
+    reference = _reference(background, input_shape)
+    budget = dict(hidden=list(hidden), width=width, epochs=epochs, batch_size=batch_size,
+                  n_coalitions=n_coalitions, lr=lr, patience=patience, val_fraction=val_fraction,
+                  max_rows=max_rows)
+    key = _fastshap_key(model, reference, budget)
+    generator = torch.Generator().manual_seed(int(seed))
+    rows = torch.randperm(len(X), generator=generator)[: min(max_rows, len(X))]
+    n_val = max(1, int(round(val_fraction * len(rows)))) if val_fraction > 0 else 0
+    train, val = X[rows[n_val:]], (X[rows[:n_val]] if n_val else None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        explainer = FastSHAP(model, input_shape=input_shape, reference=reference, hidden=tuple(hidden),
+                             width=width)
+    import hashlib
+
+    info: dict[str, Any] = {"train_rows": len(train), "val_rows": n_val}
+    data_key = hashlib.sha256(train.numpy().tobytes()).hexdigest()[:12]
+    full_key = f"{key}-{data_key}-{int(seed)}"
+    with _FASTSHAP_LOCK:
+        if full_key in _FASTSHAP_INFO:  # trained (or loaded) earlier in this process
+            _FASTSHAP[key] = _FASTSHAP_INFO[full_key][0]
+            return _FASTSHAP_INFO[full_key][0], {**_FASTSHAP_INFO[full_key][1], "cached": True}
+    path = None if cache_dir is None else Path(cache_dir) / f"fastshap-{full_key}"
+    if path is not None and path.with_suffix(".json").exists() and path.with_suffix(".pt").exists():
+        explainer.explainer.load_state_dict(torch.load(path.with_suffix(".pt"), weights_only=True))
+        explainer.explainer.eval()
+        info.update(json.loads(path.with_suffix(".json").read_text()), cached=True)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            explainer.fit(train, X_val=val, epochs=epochs, batch_size=batch_size, n_coalitions=n_coalitions,
+                          lr=lr, patience=patience)
+        info.update(training_seconds=explainer.training_seconds_, model_evaluations=explainer.model_evaluations_,
+                    epochs_run=len(explainer.history_), train_rows=len(train), val_rows=n_val)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path.with_suffix(".pt"), lambda fh: torch.save(explainer.explainer.state_dict(), fh))
+            atomic_write(path.with_suffix(".json"), json.dumps(info, indent=1))
+        info["cached"] = False
+    with _FASTSHAP_LOCK:
+        _FASTSHAP[key] = explainer
+        _FASTSHAP_INFO[full_key] = (explainer, info)
+    return explainer, info
+
+
+def _prepare_fastshap(
+    model: nn.Module, X_train: np.ndarray | torch.Tensor, *, background: torch.Tensor | np.ndarray, seed: int,
+    cache_dir: str | os.PathLike | None, **budget: Any,
+) -> dict[str, Any]:
+    return fastshap_explainer(model, X_train, background=background, seed=seed, cache_dir=cache_dir, **budget)[1]
+
+
+@register_method(
+    "fastshap",
+    library="shapnet",
+    description="FastSHAP (Jethani et al.): an explainer network trained once per model on the reference game, "
+    "then one pass per explanation",
+    budget={"hidden": (128, 128), "width": 32, "epochs": 30, "batch_size": 64, "n_coalitions": 16, "lr": 1e-3,
+            "patience": 5, "val_fraction": 0.1, "max_rows": 5000},
+    prepare=_prepare_fastshap,
+    caveat="amortised: its one-off training cost (training_seconds) is reported apart from the time per sample",
+)
+def fastshap(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int, **budget: Any
+) -> torch.Tensor:
+    key = _fastshap_key(model, _reference(background, tuple(x.shape[1:])), {**budget, "hidden": list(budget["hidden"])})
+    with _FASTSHAP_LOCK:
+        explainer = _FASTSHAP.get(key)
+    if explainer is None:
+        raise ValueError(
+            "fastshap is amortised: train its explainer for this model and reference first with "
+            "get_method('fastshap').prepare_for(model, X_train, background=reference, seed=...) (the benchmarks "
+            "that support it do this before explaining)."
+        )
+    with torch.no_grad():
+        values = explainer.explain(x).per_element()  # (B, *input_shape, K)
+    return values[torch.arange(x.shape[0]), ..., target]
 
 
 # --------------------------------------------------------------------------- #

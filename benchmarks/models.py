@@ -1,13 +1,14 @@
 """Models for the remove-and-retrain benchmarks: built-in kinds, a user's own architecture, a seeded trainer.
 
-Three built-in kinds, each for tabular data ``(B, F)`` and images ``(B, C, H, W)``:
+Four built-in kinds, each for tabular data ``(B, F)`` and images ``(B, C, H, W)``:
 
 * ``deep``: a :class:`shapnet.DeepShapNet` (tabular) or a small :class:`shapnet.VisionShapNet` (images);
 * ``shallow``: a :class:`shapnet.ShallowShapNet` on all feature pairs (tabular only);
+* ``harsanyi``: a :class:`shapnet.HarsanyiNet` (tabular) or a :class:`shapnet.VisionHarsanyiNet` (images);
 * ``mlp``: a plain ReLU MLP (images are flattened), built from ``nn.ReLU`` modules so that gradient and
   DeepLift-style post-hoc methods see an ordinary network.
 
-A fourth, ``package.module:function``, names the user's own architecture: :func:`model_factory` imports the
+A fifth, ``package.module:function``, names the user's own architecture: :func:`model_factory` imports the
 function and calls it as ``function(input_shape, n_outputs)`` (or ``function()`` if it takes no arguments)
 every time a fresh, untrained model is needed.
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapnet import DeepShapNet, ShallowShapNet, Stage, VisionShapNet
+from shapnet import DeepShapNet, HarsanyiNet, ShallowShapNet, Stage, VisionHarsanyiNet, VisionShapNet
 from shapnet.training import fit
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ __all__ = [
     "weights_hash",
 ]
 
-ModelKind = Literal["deep", "shallow", "mlp", "custom"]
-MODEL_KINDS: tuple[str, ...] = ("deep", "shallow", "mlp")
+ModelKind = Literal["deep", "shallow", "mlp", "harsanyi", "custom"]
+MODEL_KINDS: tuple[str, ...] = ("deep", "shallow", "mlp", "harsanyi")
 #: ``ModelConfig.kind`` of a user's architecture (``--model package.module:function``): the config then
 #: holds only the training recipe.
 CUSTOM = "custom"
@@ -73,13 +74,16 @@ class ModelConfig:
     """A model kind plus its architecture and training hyperparameters (everything but the seed).
 
     Attributes:
-        kind: ``"deep"``, ``"shallow"``, ``"mlp"``, or ``"custom"`` (the architecture comes from a
-            :func:`model_factory`; only the training recipe below is used).
-        hidden: hidden widths of each Shapley module's MLP (``deep``/``shallow``), or of the MLP (``mlp``).
-        channels: channels of a DeepShapNet's hidden stages.
+        kind: ``"deep"``, ``"shallow"``, ``"mlp"``, ``"harsanyi"``, or ``"custom"`` (the architecture comes
+            from a :func:`model_factory`; only the training recipe below is used).
+        hidden: hidden widths of each Shapley module's MLP (``deep``/``shallow``), of the MLP (``mlp``), or
+            the units of each Harsanyi layer (``harsanyi`` on tables).
+        channels: channels of a DeepShapNet's hidden stages, or of each VisionHarsanyiNet layer.
         stages: VisionShapNet stages as dicts (``deep`` on images); None: two 2x2 stages (dilations 1, 2).
         readout_hidden: hidden widths of a VisionShapNet's 1x1 readout.
         epochs, batch_size, lr, weight_decay: the training recipe of :func:`train_model`.
+        consistency: weight of the Shapley-consistency loss (:mod:`shapnet.consistency`) added in training;
+            0 (default) trains on the task loss only. Only for ShapNets (``deep``, ``shallow``).
     """
 
     kind: ModelKind = "deep"
@@ -91,6 +95,7 @@ class ModelConfig:
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.0
+    consistency: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in (*MODEL_KINDS, CUSTOM):
@@ -103,6 +108,8 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}.")
         if not self.lr > 0:
             raise ValueError(f"ModelConfig.lr must be > 0, got {self.lr!r}.")
+        if not self.consistency >= 0:
+            raise ValueError(f"ModelConfig.consistency must be >= 0, got {self.consistency!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (tuples become lists)."""
@@ -141,8 +148,12 @@ def default_config(kind: str, dataset: str, **overrides: Any) -> ModelConfig:
         elif kind != CUSTOM:
             stages = SMALL_VISION_STAGES if dataset == "digits" else MNIST_VISION_STAGES
             base.update(stages=stages, epochs=6 if dataset == "digits" else 2, batch_size=128, lr=1e-2)
+        if kind == "harsanyi":  # two 16-channel Harsanyi layers (the Vision ShapNet's recipe otherwise)
+            base.update(channels=16)
     elif kind == "mlp":
         base.update(hidden=(64, 32))
+    elif kind == "harsanyi":
+        base.update(hidden=(100, 100))  # the paper's tabular width
     elif kind == "shallow":
         base.update(hidden=(8,))
     if dataset == "adult":
@@ -184,6 +195,11 @@ def _architecture(
             width = h
         layers.append(nn.Linear(width, n_outputs))
         return nn.Sequential(*layers)
+    if config.kind == "harsanyi":
+        if image:
+            return VisionHarsanyiNet(input_shape[0], n_outputs, image_size=input_shape[1:],
+                                     channels=config.channels, n_layers=2, reference=ref)
+        return HarsanyiNet(input_shape[0], n_outputs, hidden=config.hidden, reference=ref)
     if config.kind == "shallow":
         if image:
             raise ValueError(
@@ -350,8 +366,8 @@ def train_model(
         model: any module returning ``(B, K)`` logits (classification) or ``(B, 1)`` (regression).
         X: ``(N, *input_shape)`` float32.
         y: ``(N,)`` class indices, or float targets for regression.
-        config: epochs, batch size, learning rate, weight decay.
-        seed: seeds the minibatch order (a private ``torch.Generator``; the global RNG is not used).
+        config: epochs, batch size, learning rate, weight decay, consistency weight.
+        seed: seeds the minibatch order and the consistency loss's coalitions (private generators).
         task: ``"classification"`` (cross-entropy) or ``"regression"`` (mean squared error).
         progress: show training progress (:func:`shapnet.progress.progress`).
 
@@ -362,7 +378,8 @@ def train_model(
     y_t = np.asarray(y, dtype=np.float32) if task == "regression" else np.asarray(y)
     if len(X_t) != len(y_t) or len(X_t) == 0:
         raise ValueError(f"X and y must be non-empty with equal lengths, got {len(X_t)} and {len(y_t)}.")
-    # The project's one training loop, with this benchmark's recipe: Adam, constant lr, no penalties.
+    # The project's one training loop, with this benchmark's recipe: Adam, constant lr, no penalties but the
+    # optional consistency loss.
     fit(
         model,
         X_t,
@@ -376,6 +393,7 @@ def train_model(
         seed=seed,
         progress=progress,
         task=task,
+        consistency=config.consistency,
     )
     return model.eval()
 

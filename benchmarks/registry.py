@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "distributed": ("distributed", "DDP training (torchrun, N processes) against one process: steps per second"),
     "explain_scale": ("explain_scale", "python -m shapnet.explain on a generated 64-feature Parquet file: rows/s with 1 and 2 Dask workers, worker memory"),
     "scaling": ("scaling", "time to explain a batch as the number of features grows: ShapNet vs Kernel SHAP and sampling"),
+    "rivals": ("rivals", "Deep ShapNet vs HarsanyiNet vs FastSHAP: score, exactness, cost, FastSHAP break-even, ROAR/KAR"),
 }

@@ -748,6 +748,9 @@ def _attribute_all(run: _Run, model: nn.Module, cache: Path, log: Callable[[str]
                 settings.chunk_size,
             )
             try:
+                # Amortised methods (FastSHAP) train once for this model; the cost is reported apart.
+                info.update(spec.prepare_for(model, data.X_train, background=reference_row(data.X_train),
+                                             seed=settings.seed, cache_dir=cache))
                 train, test, seconds = _attributions(
                     run, spec, model, targets, key, cache, lambda: bar.update(1)
                 )
