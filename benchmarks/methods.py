@@ -397,11 +397,11 @@ def fastshap_explainer(
     cache_dir: str | os.PathLike | None = None,
     hidden: tuple[int, ...] = (128, 128),
     width: int = 32,
-    epochs: int = 30,
-    batch_size: int = 64,
-    n_coalitions: int = 16,
+    epochs: int = 200,
+    batch_size: int = 32,
+    n_coalitions: int = 32,
     lr: float = 1e-3,
-    patience: int = 5,
+    patience: int = 10,
     val_fraction: float = 0.1,
     max_rows: int = 5000,
 ) -> tuple[Any, dict[str, Any]]:
@@ -482,8 +482,10 @@ def _prepare_fastshap(
     library="shapnet",
     description="FastSHAP (Jethani et al.): an explainer network trained once per model on the reference game, "
     "then one pass per explanation",
-    budget={"hidden": (128, 128), "width": 32, "epochs": 30, "batch_size": 64, "n_coalitions": 16, "lr": 1e-3,
-            "patience": 5, "val_fraction": 0.1, "max_rows": 5000},
+    # Small tables give few steps per epoch: up to 200 epochs, stopped early on the held-out rows (on wine, 30
+    # epochs of batch 64 left a relative error of 0.30 against 0.17 when trained to convergence).
+    budget={"hidden": (128, 128), "width": 32, "epochs": 200, "batch_size": 32, "n_coalitions": 32, "lr": 1e-3,
+            "patience": 10, "val_fraction": 0.1, "max_rows": 5000},
     prepare=_prepare_fastshap,
     caveat="amortised: its one-off training cost (training_seconds) is reported apart from the time per sample",
 )

@@ -111,6 +111,8 @@ class RivalsSettings:
         fastshap_image: FastSHAP budget overrides for images (the tabular budget is the registry's).
         fractions, repeats: ROAR / KAR settings.
         roar: run ROAR / KAR.
+        explanations: measure the explanations (False: only ROAR / KAR and the report, e.g. in a second
+            process while another measures them).
         roar_image_models: the models ROAR / KAR retrains on images (a Vision ShapNet or HarsanyiNet
             retraining takes minutes on a shared CPU, and ROAR needs ``1 + 4 * len(fractions)`` of them).
         progress: progress bars.
@@ -135,6 +137,7 @@ class RivalsSettings:
     fractions: Sequence[float] = (0.3, 0.7)
     repeats: int = 1
     roar: bool = True
+    explanations: bool = True
     roar_image_models: Sequence[str] = ("mlp",)
     progress: bool = True
 
@@ -599,7 +602,8 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         for rival in RIVALS:
             models[rival], meta = _trained(rival, data, settings, cache, log)
             models_meta.append(meta)
-        _explanations(data, models, settings, results, cache, log)
+        if settings.explanations:
+            _explanations(data, models, settings, results, cache, log)
         if settings.roar:
             for rival in RIVALS if data.X_train.ndim == 2 else settings.roar_image_models:
                 areas += _roar(data, rival, settings, out, log)
@@ -639,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", type=comma_separated(float), default=[0.3, 0.7])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-roar", action="store_true", help="skip ROAR / KAR")
+    parser.add_argument("--no-explanations", action="store_true",
+                        help="skip the explanation measurements (only ROAR / KAR and the report)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -647,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             consistency=args.consistency, n_explain=args.n_explain, n_explain_images=args.n_explain_images,
             n_time=args.n_time, truth_pairs=args.truth_pairs, budgets=args.budgets, mnist_train=args.mnist_train,
             mnist_test=args.mnist_test, fractions=args.fractions, repeats=args.repeats, roar=not args.no_roar,
+            explanations=not args.no_explanations,
             progress=not args.no_progress,
         )
         run_rivals(settings)

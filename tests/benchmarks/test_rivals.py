@@ -22,7 +22,7 @@ N_FEATURES = 8
 # A few epochs only: the tests check the plumbing and a large ROAR effect, not tuned accuracy.
 FASTSHAP = dataclasses.replace(
     get_method("fastshap"),
-    budget={**get_method("fastshap").budget, "hidden": (32,), "epochs": 8, "n_coalitions": 8, "patience": 8},
+    budget={**get_method("fastshap").budget, "hidden": (32,), "epochs": 40, "n_coalitions": 16, "patience": 40},
 )
 
 
