@@ -92,6 +92,12 @@ EXPLANATION_COLUMNS: dict[str, Callable[[str], Any]] = {
 }
 
 
+TIMING_COLUMNS: dict[str, Callable[[str], Any]] = {
+    "dataset": str, "model": str, "method": str, "budget": int, "rows": int, "rounds": int,
+    "seconds_per_sample": float, "min_seconds_per_sample": float, "max_seconds_per_sample": float,
+}
+
+
 @dataclass
 class RivalsSettings:
     """Everything a rivals run depends on (see the module docstring).
@@ -113,6 +119,8 @@ class RivalsSettings:
         roar: run ROAR / KAR.
         explanations: measure the explanations (False: only ROAR / KAR and the report, e.g. in a second
             process while another measures them).
+        timing_rounds: interleaved timing rounds (every method of a dataset once per round; the fastest round
+            is reported, the median and slowest are kept in ``timings.csv``).
         roar_image_models: the models ROAR / KAR retrains on images (a Vision ShapNet or HarsanyiNet
             retraining takes minutes on a shared CPU, and ROAR needs ``1 + 4 * len(fractions)`` of them).
         progress: progress bars.
@@ -138,6 +146,7 @@ class RivalsSettings:
     repeats: int = 1
     roar: bool = True
     explanations: bool = True
+    timing_rounds: int = 7
     roar_image_models: Sequence[str] = ("mlp",)
     progress: bool = True
 
@@ -157,6 +166,8 @@ class RivalsSettings:
             if not value or any(int(b) < 1 for b in value):
                 raise ValueError(f"{name} must be positive permutation counts, got {list(value)}.")
             setattr(self, name, tuple(sorted({int(b) for b in value})))
+        if isinstance(self.timing_rounds, bool) or not isinstance(self.timing_rounds, int) or self.timing_rounds < 0:
+            raise ValueError(f"timing_rounds must be an int >= 0, got {self.timing_rounds!r}.")
         if not self.consistency > 0:
             raise ValueError(f"consistency must be > 0 (deep is the lambda = 0 model), got {self.consistency!r}.")
 
@@ -385,14 +396,7 @@ def _explanations(
             return torch.zeros(len(x_err), dtype=torch.long), torch.zeros(len(x_time), dtype=torch.long)
         return (torch.as_tensor(outputs(model, x_err).argmax(1)), torch.as_tensor(outputs(model, x_time).argmax(1)))
 
-    plan: list[tuple[str, str, int]] = []
-    for rival in RIVALS:
-        if rival == "mlp":
-            plan += [(rival, "fastshap", 0)] + [(rival, "shapley_value_sampling", b) for b in budgets]
-        else:
-            plan.append((rival, "shapnet", 0))
-    if not image:  # FastSHAP against the built-in values on the same model
-        plan.append(("deep", "fastshap", 0))
+    plan = _plan(image, budgets)
     truths: dict[str, tuple[np.ndarray, str, float] | None] = {}
     for rival, method, budget in plan:
         if (data.name, rival, method, budget) in done:
@@ -401,16 +405,12 @@ def _explanations(
         if rival not in truths:
             truths[rival] = _cached_truth(data, rival, model, x_err, reference, targets(model)[0], settings, cache, log)
         truth = truths[rival]
-        spec = get_method(method)
+        spec = _spec(method, budget, image, settings)
         extra: dict[str, Any] = {}
         if method == "fastshap":
-            if image:
-                spec = dataclasses.replace(spec, budget={**spec.budget, **settings.fastshap_image})
             log(f"  training FastSHAP for {rival} on {data.name}")
             info = spec.prepare_for(model, data.X_train, background=reference, seed=settings.seed, cache_dir=cache)
             extra = {"training_seconds": info["training_seconds"], "training_evaluations": info["model_evaluations"]}
-        elif method == "shapley_value_sampling":
-            spec = dataclasses.replace(spec, budget={"n_samples": budget})
         log(f"  {data.name:<13} {rival:<17} {method}{f' ({budget} permutations)' if budget else ''}")
         row = _measure(spec, model, x_err, x_time, targets(model), reference, None if truth is None else truth[0],
                        settings.seed)
@@ -418,6 +418,74 @@ def _explanations(
         if truth is not None:
             row.update(truth=truth[1], truth_rel_se=truth[2])
         results.append(row)
+
+
+def _plan(image: bool, budgets: Sequence[int]) -> list[tuple[str, str, int]]:
+    """``(model, method, budget)`` of every explanation measured on a dataset."""
+    plan: list[tuple[str, str, int]] = []
+    for rival in RIVALS:
+        if rival == "mlp":
+            plan += [(rival, "fastshap", 0)] + [(rival, "shapley_value_sampling", b) for b in budgets]
+        else:
+            plan.append((rival, "shapnet", 0))
+    if not image:  # FastSHAP against the built-in values on the same model
+        plan.append(("deep", "fastshap", 0))
+    return plan
+
+
+def _spec(method: str, budget: int, image: bool, settings: RivalsSettings) -> MethodSpec:
+    spec = get_method(method)
+    if method == "fastshap" and image:
+        return dataclasses.replace(spec, budget={**spec.budget, **settings.fastshap_image})
+    if method == "shapley_value_sampling":
+        return dataclasses.replace(spec, budget={"n_samples": budget})
+    return spec
+
+
+def _interleaved_timings(data: Any, models: dict[str, nn.Module], settings: RivalsSettings, results: ResultFile,
+                         timings: ResultFile, cache: Path, log: Callable[[str], None]) -> None:
+    """Time every explanation of ``data`` in ``settings.timing_rounds`` interleaved rounds (one call each per
+    round, one thread), so that the shared machine's load changes affect them alike; keep the fastest,
+    median and slowest round."""
+    from .models import outputs, reference_row
+
+    done = {timings.key_of(r) for r in timings.read()}
+    measured = {results.key_of(r) for r in results.read()}  # time only what was measured (and trained)
+    image = data.X_train.ndim == 4
+    plan = [p for p in _plan(image, settings.budgets_images if image else settings.budgets)
+            if (data.name, *p) not in done and (data.name, *p) in measured]
+    if not plan:
+        return
+    x = torch.as_tensor(data.X_test[: settings.n_time_images if image else settings.n_time])
+    reference = torch.as_tensor(reference_row(data.X_train))
+    background = reference.unsqueeze(0)
+    calls = []
+    for rival, method, budget in plan:
+        model = models[rival]
+        spec = _spec(method, budget, image, settings)
+        spec.prepare_for(model, data.X_train, background=reference, seed=settings.seed, cache_dir=cache)
+        target = (torch.zeros(len(x), dtype=torch.long) if data.task == "regression"
+                  else torch.as_tensor(outputs(model, x).argmax(1)))
+        calls.append(lambda spec=spec, model=model, target=target: spec(model, x, target, background=background,
+                                                                        seed=settings.seed))
+    log(f"  {data.name}: timing {len(plan)} explanations in {settings.timing_rounds} interleaved rounds")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for call in calls:
+            call()  # warm-up
+        seconds: list[list[float]] = [[] for _ in calls]
+        for _ in range(settings.timing_rounds):
+            for i, call in enumerate(calls):
+                tic = time.perf_counter()
+                call()
+                seconds[i].append((time.perf_counter() - tic) / len(x))
+    finally:
+        torch.set_num_threads(threads)
+    for (rival, method, budget), times in zip(plan, seconds):
+        timings.append({"dataset": data.name, "model": rival, "method": method, "budget": budget, "rows": len(x),
+                        "rounds": len(times), "seconds_per_sample": statistics.median(times),
+                        "min_seconds_per_sample": min(times), "max_seconds_per_sample": max(times)})
 
 
 def _cached_truth(data: Any, rival: str, model: nn.Module, x: torch.Tensor, reference: torch.Tensor,
@@ -592,6 +660,8 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
     cache = prepare_out(out / "cache")
     results = ResultFile(out / "explanations.csv", EXPLANATION_COLUMNS, key=("dataset", "model", "method", "budget"),
                          what="rivals explanations")
+    timings = ResultFile(out / "timings.csv", TIMING_COLUMNS, key=("dataset", "model", "method", "budget"),
+                         what="rivals timings")
     models_meta: list[dict[str, Any]] = []
     areas: list[dict[str, Any]] = []
     tic = time.perf_counter()
@@ -604,13 +674,25 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
             models_meta.append(meta)
         if settings.explanations:
             _explanations(data, models, settings, results, cache, log)
+        if settings.timing_rounds:
+            _interleaved_timings(data, models, settings, results, timings, cache, log)
         if settings.roar:
             for rival in RIVALS if data.X_train.ndim == 2 else settings.roar_image_models:
                 areas += _roar(data, rival, settings, out, log)
             write_csv(out / "roar_areas.csv", areas)
     rows = [dict(r) for r in results.read() if r["dataset"] in settings.datasets]
+    interleaved = {timings.key_of(t): t for t in timings.read()}
     for r in rows:
         r.pop("line", None)
+        # The interleaved timing replaces the one taken while measuring the error (one method at a time). Its
+        # minimum, not its median: on a machine shared by many jobs a call of a few ms is often descheduled
+        # for 10-100 ms, and the fastest round is the one closest to the method's own cost.
+        t = interleaved.get(results.key_of(r))
+        if t is not None:
+            r["seconds_per_sample"] = t["min_seconds_per_sample"]
+            r["timing"] = f"fastest of {t['rounds']} interleaved rounds"
+        else:
+            r["timing"] = "median of 3 consecutive calls"
     pay = payback(rows)
     write_csv(out / "models.csv", [{k: v for k, v in m.items() if k != "config"} for m in models_meta])
     write_csv(out / "payback.csv", pay)
@@ -645,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-roar", action="store_true", help="skip ROAR / KAR")
     parser.add_argument("--no-explanations", action="store_true",
                         help="skip the explanation measurements (only ROAR / KAR and the report)")
+    parser.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds (0: skip)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -653,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
             consistency=args.consistency, n_explain=args.n_explain, n_explain_images=args.n_explain_images,
             n_time=args.n_time, truth_pairs=args.truth_pairs, budgets=args.budgets, mnist_train=args.mnist_train,
             mnist_test=args.mnist_test, fractions=args.fractions, repeats=args.repeats, roar=not args.no_roar,
-            explanations=not args.no_explanations,
+            explanations=not args.no_explanations, timing_rounds=args.timing_rounds,
             progress=not args.no_progress,
         )
         run_rivals(settings)
