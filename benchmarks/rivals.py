@@ -121,6 +121,8 @@ class RivalsSettings:
             process while another measures them).
         timing_rounds: interleaved timing rounds (every method of a dataset once per round; the fastest round
             is reported, the median and slowest are kept in ``timings.csv``).
+        fastshap_deep: the tabular datasets on which FastSHAP also explains ``deep`` (None: all); its
+            training evaluates the Deep ShapNet ``2 * n_coalitions + 1`` times per row and epoch.
         roar_image_models: the models ROAR / KAR retrains on images (a Vision ShapNet or HarsanyiNet
             retraining takes minutes on a shared CPU, and ROAR needs ``1 + 4 * len(fractions)`` of them).
         progress: progress bars.
@@ -148,6 +150,7 @@ class RivalsSettings:
     explanations: bool = True
     timing_rounds: int = 7
     roar_image_models: Sequence[str] = ("mlp",)
+    fastshap_deep: Sequence[str] | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -396,7 +399,7 @@ def _explanations(
             return torch.zeros(len(x_err), dtype=torch.long), torch.zeros(len(x_time), dtype=torch.long)
         return (torch.as_tensor(outputs(model, x_err).argmax(1)), torch.as_tensor(outputs(model, x_time).argmax(1)))
 
-    plan = _plan(image, budgets)
+    plan = _plan(image, budgets, settings.fastshap_deep is None or data.name in settings.fastshap_deep)
     truths: dict[str, tuple[np.ndarray, str, float] | None] = {}
     for rival, method, budget in plan:
         if (data.name, rival, method, budget) in done:
@@ -420,7 +423,7 @@ def _explanations(
         results.append(row)
 
 
-def _plan(image: bool, budgets: Sequence[int]) -> list[tuple[str, str, int]]:
+def _plan(image: bool, budgets: Sequence[int], fastshap_deep: bool = True) -> list[tuple[str, str, int]]:
     """``(model, method, budget)`` of every explanation measured on a dataset."""
     plan: list[tuple[str, str, int]] = []
     for rival in RIVALS:
@@ -428,7 +431,7 @@ def _plan(image: bool, budgets: Sequence[int]) -> list[tuple[str, str, int]]:
             plan += [(rival, "fastshap", 0)] + [(rival, "shapley_value_sampling", b) for b in budgets]
         else:
             plan.append((rival, "shapnet", 0))
-    if not image:  # FastSHAP against the built-in values on the same model
+    if not image and fastshap_deep:  # FastSHAP against the built-in values on the same model
         plan.append(("deep", "fastshap", 0))
     return plan
 
@@ -727,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-roar", action="store_true", help="skip ROAR / KAR")
     parser.add_argument("--no-explanations", action="store_true",
                         help="skip the explanation measurements (only ROAR / KAR and the report)")
+    parser.add_argument("--fastshap-deep", type=comma_separated(str), default=None,
+                        help="tabular datasets on which FastSHAP also explains the Deep ShapNet (default: all)")
     parser.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds (0: skip)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -737,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
             n_time=args.n_time, truth_pairs=args.truth_pairs, budgets=args.budgets, mnist_train=args.mnist_train,
             mnist_test=args.mnist_test, fractions=args.fractions, repeats=args.repeats, roar=not args.no_roar,
             explanations=not args.no_explanations, timing_rounds=args.timing_rounds,
+            fastshap_deep=args.fastshap_deep,
             progress=not args.no_progress,
         )
         run_rivals(settings)
