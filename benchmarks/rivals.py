@@ -123,6 +123,8 @@ class RivalsSettings:
             is reported, the median and slowest are kept in ``timings.csv``).
         fastshap_deep: the tabular datasets on which FastSHAP also explains ``deep`` (None: all); its
             training evaluates the Deep ShapNet ``2 * n_coalitions + 1`` times per row and epoch.
+        image_models: the models trained and explained on images (the consistency loss doubles a Vision
+            ShapNet's training time).
         roar_image_models: the models ROAR / KAR retrains on images (a Vision ShapNet or HarsanyiNet
             retraining takes minutes on a shared CPU, and ROAR needs ``1 + 4 * len(fractions)`` of them).
         progress: progress bars.
@@ -150,6 +152,7 @@ class RivalsSettings:
     explanations: bool = True
     timing_rounds: int = 7
     roar_image_models: Sequence[str] = ("mlp",)
+    image_models: Sequence[str] = RIVALS
     fastshap_deep: Sequence[str] | None = None
     progress: bool = True
 
@@ -399,7 +402,7 @@ def _explanations(
             return torch.zeros(len(x_err), dtype=torch.long), torch.zeros(len(x_time), dtype=torch.long)
         return (torch.as_tensor(outputs(model, x_err).argmax(1)), torch.as_tensor(outputs(model, x_time).argmax(1)))
 
-    plan = _plan(image, budgets, settings.fastshap_deep is None or data.name in settings.fastshap_deep)
+    plan = _plan(image, budgets, settings.fastshap_deep is None or data.name in settings.fastshap_deep, list(models))
     truths: dict[str, tuple[np.ndarray, str, float] | None] = {}
     for rival, method, budget in plan:
         if (data.name, rival, method, budget) in done:
@@ -423,15 +426,16 @@ def _explanations(
         results.append(row)
 
 
-def _plan(image: bool, budgets: Sequence[int], fastshap_deep: bool = True) -> list[tuple[str, str, int]]:
+def _plan(image: bool, budgets: Sequence[int], fastshap_deep: bool = True, rivals: Sequence[str] = RIVALS
+          ) -> list[tuple[str, str, int]]:
     """``(model, method, budget)`` of every explanation measured on a dataset."""
     plan: list[tuple[str, str, int]] = []
-    for rival in RIVALS:
+    for rival in rivals:
         if rival == "mlp":
             plan += [(rival, "fastshap", 0)] + [(rival, "shapley_value_sampling", b) for b in budgets]
         else:
             plan.append((rival, "shapnet", 0))
-    if not image and fastshap_deep:  # FastSHAP against the built-in values on the same model
+    if not image and fastshap_deep and "deep" in rivals:  # FastSHAP against the built-in values on the same model
         plan.append(("deep", "fastshap", 0))
     return plan
 
@@ -456,7 +460,7 @@ def _interleaved_timings(data: Any, models: dict[str, nn.Module], settings: Riva
     measured = {results.key_of(r) for r in results.read()}  # time only what was measured (and trained)
     image = data.X_train.ndim == 4
     plan = [p for p in _plan(image, settings.budgets_images if image else settings.budgets)
-            if (data.name, *p) not in done and (data.name, *p) in measured]
+            if (data.name, *p) not in done and (data.name, *p) in measured and p[0] in models]
     if not plan:
         return
     x = torch.as_tensor(data.X_test[: settings.n_time_images if image else settings.n_time])
@@ -672,7 +676,7 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         data = _load(name, settings)
         log(f"{name}: {len(data.X_train)} train, {len(data.X_test)} test rows, input {tuple(data.X_train.shape[1:])}")
         models = {}
-        for rival in RIVALS:
+        for rival in RIVALS if data.X_train.ndim == 2 else [r for r in RIVALS if r in settings.image_models]:
             models[rival], meta = _trained(rival, data, settings, cache, log)
             models_meta.append(meta)
         if settings.explanations:
@@ -680,7 +684,7 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         if settings.timing_rounds:
             _interleaved_timings(data, models, settings, results, timings, cache, log)
         if settings.roar:
-            for rival in RIVALS if data.X_train.ndim == 2 else settings.roar_image_models:
+            for rival in RIVALS if data.X_train.ndim == 2 else [r for r in settings.roar_image_models if r in models]:
                 areas += _roar(data, rival, settings, out, log)
             write_csv(out / "roar_areas.csv", areas)
     rows = [dict(r) for r in results.read() if r["dataset"] in settings.datasets]
@@ -730,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-roar", action="store_true", help="skip ROAR / KAR")
     parser.add_argument("--no-explanations", action="store_true",
                         help="skip the explanation measurements (only ROAR / KAR and the report)")
+    parser.add_argument("--image-models", type=comma_separated(str), default=list(RIVALS),
+                        help="models trained and explained on images")
     parser.add_argument("--fastshap-deep", type=comma_separated(str), default=None,
                         help="tabular datasets on which FastSHAP also explains the Deep ShapNet (default: all)")
     parser.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds (0: skip)")
@@ -742,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
             n_time=args.n_time, truth_pairs=args.truth_pairs, budgets=args.budgets, mnist_train=args.mnist_train,
             mnist_test=args.mnist_test, fractions=args.fractions, repeats=args.repeats, roar=not args.no_roar,
             explanations=not args.no_explanations, timing_rounds=args.timing_rounds,
-            fastshap_deep=args.fastshap_deep,
+            fastshap_deep=args.fastshap_deep, image_models=args.image_models,
             progress=not args.no_progress,
         )
         run_rivals(settings)
