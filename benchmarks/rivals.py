@@ -679,11 +679,11 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         here = RIVALS if data.X_train.ndim == 2 else [r for r in RIVALS if r in settings.image_models]
         for rival in here:
             meta_path = cache / f"model-{data.name}-{rival}-{settings.seed}.json"
-            if settings.explanations or settings.timing_rounds or not meta_path.exists():
+            if settings.explanations or settings.timing_rounds:
                 models[rival], meta = _trained(rival, data, settings, cache, log)
-            else:  # ROAR only: run_roar trains its own copy; the report needs only the model's record
-                meta = json.loads(meta_path.read_text())
-            models_meta.append(meta)
+                models_meta.append(meta)
+            elif meta_path.exists():  # ROAR only: run_roar trains its own copy; the report needs the record
+                models_meta.append(json.loads(meta_path.read_text()))
         if settings.explanations:
             _explanations(data, models, settings, results, cache, log)
         if settings.timing_rounds:
