@@ -586,6 +586,22 @@ def _roar(data: Any, rival: str, settings: RivalsSettings, out: Path, log: Calla
     return rows
 
 
+def _finished_areas(out: Path, datasets: Sequence[str]) -> list[dict[str, Any]]:
+    """ROAR / KAR areas from the ``summary.csv`` of every finished ROAR run under ``out/roar``."""
+    import pandas as pd
+
+    rows = []
+    for dataset in datasets:
+        for rival in RIVALS:
+            path = out / "roar" / f"{dataset}-{rival}" / "summary.csv"
+            if not path.exists():
+                continue
+            for rec in pd.read_csv(path).to_dict("records"):
+                rows.append({"dataset": dataset, "model": rival, "method": rec["method"], "mode": rec["mode"],
+                             "area": rec["area"], "metric": "", "unsupported": None})
+    return rows
+
+
 # --------------------------------------------------------------------------- #
 # Report
 # --------------------------------------------------------------------------- #
@@ -692,6 +708,8 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
             for rival in RIVALS if data.X_train.ndim == 2 else [r for r in settings.roar_image_models if r in here]:
                 areas += _roar(data, rival, settings, out, log)
             write_csv(out / "roar_areas.csv", areas)
+    if not settings.roar:  # the areas of earlier (or still running) ROAR runs, as far as they got
+        areas = _finished_areas(out, settings.datasets)
     rows = [dict(r) for r in results.read() if r["dataset"] in settings.datasets]
     interleaved = {timings.key_of(t): t for t in timings.read()}
     for r in rows:
