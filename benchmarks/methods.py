@@ -246,7 +246,7 @@ def _needs_shapnet(model: nn.Module, n_features: int) -> str | None:
     if is_self_explaining(model):
         return None
     return (
-        f"needs a self-explaining model (built-in Shapley values: a ShapNet, a HarsanyiNet or a FastSHAP "
+        f"needs a ShapNet or another self-explaining model (built-in Shapley values: a HarsanyiNet, a FastSHAP "
         f"wrapper); the model is a {type(model).__name__} (e.g. --model mlp explains a plain MLP, which has no "
         "built-in values; the method fastshap trains an explainer for it)"
     )

@@ -1,9 +1,10 @@
 """Rivals: the one-pass Shapley explainers on one harness (Deep ShapNet, HarsanyiNet, FastSHAP).
 
     python -m benchmarks rivals [--datasets yeast,wine,breast_cancer,diabetes,mnist] [--data-dir DIR]
-        [--out results/rivals] [--consistency 1.0] [--n-explain 32] [--truth-pairs 256]
-        [--budgets 1,2,4,8,16,32,64] [--mnist-train 2000] [--mnist-test 500] [--fractions 0.2,0.5,0.8]
-        [--repeats 1] [--no-roar] [--seed 0]
+        [--out results/rivals] [--consistency 1.0] [--n-explain 32] [--truth-pairs 128]
+        [--budgets 1,4,16,64] [--mnist-train 2000] [--mnist-test 500] [--fractions 0.3,0.7]
+        [--repeats 1] [--no-roar] [--no-explanations] [--timing-rounds 7] [--fastshap-deep NAMES]
+        [--image-models deep,harsanyi,mlp] [--seed 0]
 
 Four models per dataset, each trained once with the ROAR benchmark's recipe (:func:`benchmarks.models.
 train_model`, Adam, constant learning rate, seed ``--seed``; a ShapNet's reference, every baseline and every
@@ -18,7 +19,7 @@ absent value is the training mean):
   FastSHAP also explains ``deep`` on tables, so that it meets the built-in values on the same model.
 
 Per (model, explanation): test score (accuracy, or R² for diabetes), training time, time per explained
-sample (one torch thread, median of 3 timed calls after a warm-up, ``--n-time`` rows per call), model
+sample (one torch thread, the fastest of ``--timing-rounds`` interleaved rounds, ``--n-time`` rows per call), model
 evaluations per sample, and the error against the true Shapley values of the model's output for the
 explained class (the predicted class; the single output for regression) on the first ``--n-explain`` test
 rows: relative L2 over the batch, mean Spearman rank correlation, top-3 agreement. The truth is
