@@ -1301,9 +1301,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default="deep",
-        metavar="deep|shallow|mlp|package.module:function",
+        metavar="deep|shallow|mlp|harsanyi|package.module:function",
         help="deep: DeepShapNet (VisionShapNet for images); shallow: ShallowShapNet; mlp: a plain "
-        "MLP; package.module:function: your own architecture, called as function(input_shape, "
+        "MLP; harsanyi: HarsanyiNet (VisionHarsanyiNet for images); package.module:function: your own architecture, called as function(input_shape, "
         "n_outputs) and returning an untrained nn.Module",
     )
     parser.add_argument(
