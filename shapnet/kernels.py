@@ -25,18 +25,41 @@ Arrays are NumPy views of C-contiguous CPU tensors, float32 or float64:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["applies", "prune_units", "relu_modules_backward", "relu_modules_forward"]
+__all__ = ["applies", "disabled", "prune_units", "relu_modules_backward", "relu_modules_forward"]
+
+
+_ENABLED = True
 
 
 def applies(tensor: torch.Tensor) -> bool:
-    """Whether the compiled kernels run on ``tensor``: CPU memory (NumPy views), float32 or float64."""
-    return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+    """Whether the compiled kernels run on ``tensor``: CPU memory (NumPy views), float32 or float64, and
+    not turned off by :func:`disabled`."""
+    return _ENABLED and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run everything on the PyTorch backends inside this block (to compare speed, or to debug).
+
+    Example::
+
+        with shapnet.kernels.disabled():
+            model.explain(x)  # the fused PyTorch tiles, as on a GPU
+    """
+    global _ENABLED
+    before, _ENABLED = _ENABLED, False
+    try:
+        yield
+    finally:
+        _ENABLED = before
 
 
 _CACHE_WARNED = False
@@ -94,17 +117,18 @@ def _balanced(n_busy, chunk):  # pragma: no cover - compiled
 
 
 @_compiled()
-def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - compiled
-    """Module ``m``'s active slots into ``act (k, N)`` and its busy rows (some slot active) into ``rows``.
+def _module_rows(delta, slots, active, m, act, rows, start, stop):  # pragma: no cover - compiled
+    """Module ``m``'s active slots into ``act (k, N)`` and its busy rows (some slot active) into ``rows``,
+    for the rows ``start <= n < stop``.
 
     Returns the number of busy rows.
     """
-    n_features, n_rows, channels = delta.shape
+    n_features, _, channels = delta.shape
     k = slots.shape[0]
     given = active.size > 0
     for j in range(k):
         f = slots[j, m]
-        for n in range(n_rows):
+        for n in range(start, stop):
             if f >= n_features:  # a padding slot: always at the reference
                 act[j, n] = False
             elif given:
@@ -115,7 +139,7 @@ def _module_rows(delta, slots, active, m, act, rows):  # pragma: no cover - comp
                     nonzero |= delta[f, n, c] != 0.0
                 act[j, n] = nonzero
     count = 0
-    for n in range(n_rows):
+    for n in range(start, stop):
         for j in range(k):
             if act[j, n]:
                 rows[count] = n
@@ -145,9 +169,11 @@ def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pr
 
 @_compiled()
 def relu_modules_forward(
-    delta, slots, w1, offset, w_out, active, weights_t, out, accumulate, norms
+    delta, slots, w1, offset, w_out, active, weights_t, out, accumulate, norms, row_start, row_stop
 ):  # pragma: no cover - compiled
-    """Shapley values ``out (F, N, O)``; returns the number of busy (module, row) pairs.
+    """Shapley values ``out (F, N, O)`` of the rows ``row_start <= n < row_stop``; returns the number of busy
+    (module, row) pairs among them. Calls on disjoint row ranges write disjoint parts of ``out`` and
+    ``norms``, so they may run in parallel threads (the kernels release the GIL).
 
     Idle rows and inactive features (dummy players) get exactly 0. With ``accumulate`` the values are added
     to ``out`` (a residual connection) instead of overwriting it; ``out`` may then be ``delta`` itself when
@@ -159,23 +185,24 @@ def relu_modules_forward(
     k, n_modules = slots.shape
     h = w1.shape[3]
     n_coalitions = 1 << k
-    chunk = max(1, min(_CHUNK, n_rows, max(16, _CHUNK_BYTES // (2 * k * h * delta.itemsize))))
+    span = row_stop - row_start
+    chunk = max(1, min(_CHUNK, span, max(16, _CHUNK_BYTES // (2 * k * h * delta.itemsize))))
     act = np.empty((k, n_rows), np.bool_)
-    rows = np.empty(n_rows, np.int64)
+    rows = np.empty(span, np.int64)
     d_buf = np.empty((k, chunk, c_in), delta.dtype)
     proj = np.empty((k, chunk, h), delta.dtype)
     mixed = np.empty((k, chunk, h), delta.dtype)
     pre = np.empty((n_coalitions, h), delta.dtype)
     phi_buf = np.empty((chunk, w_out.shape[2]), delta.dtype)
     if not accumulate:
-        out[:] = 0.0
+        out[:, row_start:row_stop] = 0.0
     if norms.size > 0:
-        norms[:] = 0.0
+        norms[:, row_start:row_stop] = 0.0
     total_busy = 0
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
         mo = 0 if offset.shape[0] == 1 else m
-        n_busy = _module_rows(delta, slots, active, m, act, rows)
+        n_busy = _module_rows(delta, slots, active, m, act, rows, row_start, row_stop)
         total_busy += n_busy
         step = _balanced(n_busy, chunk)
         for start in range(0, n_busy, step):
@@ -240,8 +267,12 @@ def relu_modules_backward(
     grad_w1,
     grad_offset,
     grad_w_out,
+    row_start,
+    row_stop,
 ):  # pragma: no cover - compiled
-    """Gradients of :func:`relu_modules_forward` for ``grad (F, N, O)``, accumulated in place.
+    """Gradients of :func:`relu_modules_forward` for ``grad (F, N, O)``, accumulated in place, from the rows
+    ``row_start <= n < row_stop``. Calls on disjoint row ranges write disjoint rows of ``grad_delta`` (and of
+    a per-row ``grad_offset``); in parallel, each needs its own weight gradients.
 
     ``masks_and_ones (k + 1, 2**k)``: the coalition masks and a row of ones (one matmul gives the projections'
     and the offset's gradients). The gradient arrays must start at zero; one of size 0 is not computed.
@@ -251,12 +282,13 @@ def relu_modules_backward(
     k, n_modules = slots.shape
     h, n_out = w1.shape[3], w_out.shape[2]
     n_coalitions = 1 << k
-    chunk = max(1, min(_CHUNK, n_rows, max(16, _CHUNK_BYTES // (n_coalitions * h * delta.itemsize))))
+    span = row_stop - row_start
+    chunk = max(1, min(_CHUNK, span, max(16, _CHUNK_BYTES // (n_coalitions * h * delta.itemsize))))
     need_delta, need_w1 = grad_delta.size > 0, grad_w1.size > 0
     need_offset, need_w_out = grad_offset.size > 0, grad_w_out.size > 0
     weights = np.ascontiguousarray(weights_t.T)
     act = np.empty((k, n_rows), np.bool_)
-    rows = np.empty(n_rows, np.int64)
+    rows = np.empty(span, np.int64)
     d_buf = np.empty((k, chunk, c_in), delta.dtype)
     proj = np.empty((k, chunk, h), delta.dtype)
     g = np.empty((k, chunk, n_out), delta.dtype)
@@ -271,7 +303,7 @@ def relu_modules_backward(
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
         mo = 0 if offset.shape[0] == 1 else m
-        n_busy = _module_rows(delta, slots, active, m, act, rows)
+        n_busy = _module_rows(delta, slots, active, m, act, rows, row_start, row_stop)
         w_out_t = np.ascontiguousarray(w_out[mw].T)
         w1_t = np.ascontiguousarray(w1[:, mw].transpose(0, 2, 1))  # (k, h, C)
         step = _balanced(n_busy, chunk)
@@ -344,7 +376,17 @@ def relu_modules_backward(
 # Reassociating the L1 sums lets them vectorise; a sum of |x| is 0 exactly when every x is, in any order.
 @_compiled(fastmath={"reassoc", "nsz"})
 def prune_units(
-    representation, units, n_prune, threshold, keep, active, out, in_place, given_norms
+    representation,
+    units,
+    n_prune,
+    threshold,
+    keep,
+    active,
+    out,
+    in_place,
+    given_norms,
+    sample_start,
+    sample_stop,
 ):  # pragma: no cover - compiled
     """Zero the weakest units of every sample of a feature-major ``representation (F, B, C)``.
 
@@ -354,8 +396,10 @@ def prune_units(
     size 0, ``out (F, B, C)``, the representation with the pruned features set to 0; ``in_place`` says that
     ``out`` is ``representation``, so only the pruned features are written. ``given_norms (F, B)``, unless it
     has size 0, holds the features' L1 norms already (the layer kernel computes them while they are in cache).
+    Only the samples ``sample_start <= b < sample_stop`` are pruned (and written): calls on disjoint ranges
+    may run in parallel threads.
     """
-    n_features, n_samples, channels = representation.shape
+    n_features, _, channels = representation.shape
     n_units, size = units.shape
     # Samples go in blocks that keep the scratch arrays small; every loop runs over a block's samples
     # innermost, on contiguous rows, so it vectorises. Strengths are ranked in float32, as torch's top-k does.
@@ -363,8 +407,8 @@ def prune_units(
     norms = np.empty((n_features, block), np.float64)
     strength = np.empty((n_units, block), np.float32)
     rank = np.empty((n_units, block), np.int32)
-    for b0 in range(0, n_samples, block):
-        width = min(block, n_samples - b0)
+    for b0 in range(sample_start, sample_stop, block):
+        width = min(block, sample_stop - b0)
         if given_norms.size > 0:
             norms[:, :width] = given_norms[:, b0 : b0 + width]
         else:

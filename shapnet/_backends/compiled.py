@@ -13,9 +13,12 @@ tensor.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +34,36 @@ if TYPE_CHECKING:
 applies = kernels.applies  # (tests patch this name to force the PyTorch backends)
 
 _NO_NORMS = np.empty((0, 0))  # the kernels' "not asked for": an empty array of the right rank
+
+# Threads: every kernel call is split over contiguous ranges of rows (samples), one per thread, as many
+# threads as torch may use (torch.get_num_threads(), set by torch.set_num_threads or OMP_NUM_THREADS). Each
+# row's values are computed the same way whatever the split, so the results do not depend on the thread
+# count beyond the rounding of the weight gradients, which are summed over the ranges in a fixed order. A
+# range gets at least this many rows, so that small batches do not pay for threads they cannot use.
+_MIN_ROWS_PER_THREAD = 64
+_T = TypeVar("_T")
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (the pid that made it, its size, the pool)
+
+
+def row_ranges(n_rows: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges that split ``n_rows`` rows over the threads torch may use."""
+    threads = max(1, min(torch.get_num_threads(), n_rows // _MIN_ROWS_PER_THREAD))
+    bounds = [n_rows * t // threads for t in range(threads + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def _run(calls: list[Callable[[], _T]]) -> list[_T]:
+    """Run ``calls`` in parallel (the kernels release the GIL): the first here, the others in a pool."""
+    global _pool
+    if len(calls) == 1:
+        return [calls[0]()]
+    # A pool made before a fork has no threads in the child: make a new one there.
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(calls) - 1:
+        size = max(len(calls) - 1, (os.cpu_count() or 2) - 1)
+        _pool = (os.getpid(), size, ThreadPoolExecutor(size, "shapnet"))
+    futures = [_pool[2].submit(call) for call in calls[1:]]
+    first = calls[0]()
+    return [first, *(future.result() for future in futures)]
 
 
 class CompiledReluModules(torch.autograd.Function):
@@ -55,11 +88,16 @@ class CompiledReluModules(torch.autograd.Function):
         )
         active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
         out = delta.new_empty(*delta.shape[:2], out_weight.shape[-1])
-        n_busy = kernels.relu_modules_forward(
-            *(t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t)),
-            out.numpy(),
-            False,
-            _NO_NORMS,
+        arrays = [t.numpy() for t in (delta, slots, first_weight, offset, out_weight, active, weights_t, out)]
+        n_busy = sum(
+            _run(
+                [
+                    lambda start=start, stop=stop: kernels.relu_modules_forward(
+                        *arrays, False, _NO_NORMS, start, stop
+                    )
+                    for start, stop in row_ranges(delta.shape[1])
+                ]
+            )
         )
         ctx.save_for_backward(delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t)
         return out, n_busy
@@ -68,21 +106,38 @@ class CompiledReluModules(torch.autograd.Function):
     def backward(ctx, grad, _):  # type: ignore[override]
         delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
         needed = (ctx.needs_input_grad[0], *ctx.needs_input_grad[2:5])
-        grads = [  # a gradient that is not needed is passed as an empty array of the same rank
-            torch.zeros_like(t) if need else t.new_empty((0,) * t.dim())
+        masks_and_ones = torch.cat([masks_t, masks_t.new_ones(1, masks_t.shape[1])])
+        inputs = [
+            t.numpy()
+            for t in (delta, slots, first_weight, offset, out_weight, active, weights_t, masks_and_ones)
+        ]
+        inputs.append(grad.contiguous().numpy())
+        ranges = row_ranges(delta.shape[1])
+        # Rows are disjoint between ranges, so every range writes its own rows of the input's gradient (and
+        # of a per-row offset's); the weights' gradients are sums over all rows: one array per range.
+        private = [False, True, offset.shape[1] == 1, True]
+        shared = [
+            torch.zeros_like(t) if need else t.new_empty((0,) * t.dim())  # size 0: not needed
             for t, need in zip((delta, first_weight, offset, out_weight), needed)
         ]
-        masks_and_ones = torch.cat([masks_t, masks_t.new_ones(1, masks_t.shape[1])])
-        kernels.relu_modules_backward(
-            *(
-                t.numpy()
-                for t in (delta, slots, first_weight, offset, out_weight, active, weights_t, masks_and_ones)
-            ),
-            grad.contiguous().numpy(),
-            *(g.numpy() for g in grads),
+        per_range = [
+            [torch.zeros_like(g) if own and g.numel() and index > 0 else g for g, own in zip(shared, private)]
+            for index in range(len(ranges))
+        ]
+        _run(
+            [
+                lambda grads=grads, start=start, stop=stop: kernels.relu_modules_backward(
+                    *inputs, *(g.numpy() for g in grads), start, stop
+                )
+                for grads, (start, stop) in zip(per_range, ranges)
+            ]
         )
+        for grads in per_range[1:]:  # in a fixed order: the same sums for the same thread count
+            for total, part, own in zip(shared, grads, private):
+                if own and total.numel():
+                    total.add_(part)
         grad_delta, grad_first, grad_offset, grad_out = (
-            g if need else None for g, need in zip(grads, needed)
+            g if need else None for g, need in zip(shared, needed)
         )
         return grad_delta, None, grad_first, grad_offset, grad_out, None, None, None
 
@@ -136,16 +191,16 @@ def add_values_(
     active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
     out_norms = torch.empty(delta.shape[:2], dtype=torch.float64) if norms else None
     array = delta.numpy()
-    weights = (t.detach().contiguous().numpy() for t in (mlp.first_weight, offset, mlp.weights[-1]))
-    n_busy = kernels.relu_modules_forward(
-        array,
-        slots.numpy(),
-        *weights,
-        active.numpy(),
-        weights_t.numpy(),
-        array,
-        True,
-        _NO_NORMS if out_norms is None else out_norms.numpy(),
+    weights = [t.detach().contiguous().numpy() for t in (mlp.first_weight, offset, mlp.weights[-1])]
+    arrays = [array, slots.numpy(), *weights, active.numpy(), weights_t.numpy(), array, True]
+    norms_array = _NO_NORMS if out_norms is None else out_norms.numpy()
+    n_busy = sum(
+        _run(
+            [
+                lambda start=start, stop=stop: kernels.relu_modules_forward(*arrays, norms_array, start, stop)
+                for start, stop in row_ranges(delta.shape[1])
+            ]
+        )
     )
     return n_busy, out_norms
 
@@ -184,16 +239,22 @@ def prune(
         out = representation.new_empty(0, 0, 0)  # the kernel only finds the mask; autograd multiplies
     else:
         out = detached if in_place else torch.empty_like(detached)
-    kernels.prune_units(
+    arrays = (
         detached.numpy(),
         units.contiguous().numpy(),
         n_prune,
-        -math.inf if threshold is None else float(threshold),
+        threshold,
         keep.numpy(),
         active.numpy(),
         out.numpy(),
         in_place,
         _NO_NORMS if norms is None else norms.to(torch.float64).contiguous().numpy(),
+    )
+    _run(
+        [
+            lambda start=start, stop=stop: kernels.prune_units(*arrays, start, stop)
+            for start, stop in row_ranges(representation.shape[1])
+        ]
     )
     if differentiable:
         return representation * keep.unsqueeze(-1), active

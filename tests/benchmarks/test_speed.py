@@ -52,3 +52,43 @@ def test_cli_writes_table_csv_json_and_plot(tmp_path: Path) -> None:
     payload = json.loads((out / "speed.json").read_text())
     assert payload["machine"]["torch_threads"] == 1 and payload["machine"]["repeats"] == 1
     assert (out / "speed.png").stat().st_size > 0
+
+
+def test_threads_mode_times_both_paths_at_every_thread_count(tmp_path: Path) -> None:
+    out = tmp_path / "threads"
+    argv = ["--configs", "deep d=16", "--repeats", "1", "--batch", "8", "--threads", "1,2", "--out", str(out)]
+    assert speed.main(argv) == 0
+    with open(out / "threads.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["path"], r["threads"]) for r in rows] == [
+        ("compiled", "1"),
+        ("compiled", "2"),
+        ("torch tiles", "1"),
+        ("torch tiles", "2"),
+    ]
+    for r in rows:
+        assert float(r["explain_ms"]) > 0 and float(r["train_step_ms"]) > 0
+        if r["threads"] == "1":
+            assert float(r["explain_speedup"]) == 1.0 and float(r["train_speedup"]) == 1.0
+    assert json.loads((out / "threads.json").read_text())["machine"]["threads"] == [1, 2]
+    assert (out / "threads.png").stat().st_size > 0
+    assert torch.get_num_threads() == 1  # the benchmark leaves torch on one thread
+
+
+def test_check_cost_replays_the_checks_of_one_explanation() -> None:
+    model = DeepShapNet(16, 4, channels=4, hidden=(8,), prune=Pruning(fraction=0.5))
+    cost = speed.check_cost(model, torch.randn(32, 16), repeats=3)
+    assert cost > 0.0
+    # The recorders are gone afterwards: the model runs on the real checks again.
+    from shapnet import modules
+    from shapnet._backends import checks, compiled
+
+    assert compiled.check_layer is checks.check_layer and modules.check_layer is checks.check_layer
+    assert compiled.check_prune is checks.check_prune
+
+
+def test_bad_thread_counts_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        speed.main(["--threads", "0", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit):
+        speed.main(["--threads", "two", "--out", str(tmp_path / "x")])
