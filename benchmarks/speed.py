@@ -185,6 +185,43 @@ def measure(
     return rows
 
 
+def kernel_share(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
+    """Median share of ``fn``'s one-thread CPU time spent inside the compiled kernels (the part that threads
+    split): ``s`` bounds the speed-up of ``n`` threads by Amdahl's law, ``1 / ((1 - s) + s / n)``, unless
+    the PyTorch ops around the kernels speed up too."""
+    inside = [0.0]
+    names = ("relu_modules_forward", "relu_modules_backward", "prune_units")
+    originals = {name: getattr(kernels, name) for name in names}
+
+    def timed(kernel: Callable) -> Callable:
+        def run(*args: object) -> object:
+            start = time.process_time()
+            result = kernel(*args)
+            inside[0] += time.process_time() - start
+            return result
+
+        return run
+
+    shares = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, kernel in originals.items():  # the backends call them as kernels.<name>
+            setattr(kernels, name, timed(kernel))
+        for index in range(warmup + repeats):
+            inside[0] = 0.0
+            start = time.process_time()
+            fn()
+            total = time.process_time() - start
+            if index >= warmup:
+                shares.append(inside[0] / total)
+    finally:
+        for name, kernel in originals.items():
+            setattr(kernels, name, kernel)
+        torch.set_num_threads(before)
+    return statistics.median(shares)
+
+
 def measure_threads(
     name: str,
     build: Callable[[object], torch.nn.Module],
@@ -233,6 +270,7 @@ def measure_threads(
             if index >= warmup:
                 times[case].append(elapsed)
     torch.set_num_threads(1)
+    shares = {"explain": kernel_share(explain, repeats), "train": kernel_share(train_step, repeats)}
     rows = []
     for path in ("compiled", "torch tiles"):
         for n in counts:
@@ -250,6 +288,16 @@ def measure_threads(
                     "explain_speedup": one_explain / explain_ms,
                     "train_step_ms": train_ms,
                     "train_speedup": one_train / train_ms,
+                    # One-thread CPU share inside the kernels, and the speed-up Amdahl's law allows
+                    # if only they ran on n threads (compiled path only).
+                    "explain_kernel_share": shares["explain"] if path == "compiled" else None,
+                    "explain_amdahl": 1 / (1 - shares["explain"] + shares["explain"] / n)
+                    if path == "compiled"
+                    else None,
+                    "train_kernel_share": shares["train"] if path == "compiled" else None,
+                    "train_amdahl": 1 / (1 - shares["train"] + shares["train"] / n)
+                    if path == "compiled"
+                    else None,
                 }
             )
     return rows
@@ -363,8 +411,12 @@ def main(argv: list[str] | None = None) -> int:
             "batch",
             "explain_ms",
             "explain_speedup",
+            "explain_amdahl",
             "train_step_ms",
             "train_speedup",
+            "train_amdahl",
+            "explain_kernel_share",
+            "train_kernel_share",
         ]
         stem = "threads"
         print(f"machine: {info['cpu']}, {info['cores']} cores; wall-clock medians, threads {counts}")

@@ -68,6 +68,13 @@ def test_threads_mode_times_both_paths_at_every_thread_count(tmp_path: Path) -> 
     ]
     for r in rows:
         assert float(r["explain_ms"]) > 0 and float(r["train_step_ms"]) > 0
+        if r["path"] == "compiled":  # a share of CPU time, and Amdahl's bound from it
+            share = float(r["explain_kernel_share"])
+            assert 0.0 < share < 1.0
+            n = int(r["threads"])
+            assert float(r["explain_amdahl"]) == pytest.approx(1 / (1 - share + share / n))
+        else:
+            assert r["explain_kernel_share"] == ""
         if r["threads"] == "1":
             assert float(r["explain_speedup"]) == 1.0 and float(r["train_speedup"]) == 1.0
     assert json.loads((out / "threads.json").read_text())["machine"]["threads"] == [1, 2]
