@@ -19,9 +19,9 @@ absent value is the training mean):
   FastSHAP also explains ``deep`` on tables, so that it meets the built-in values on the same model.
 
 Per (model, explanation): test score (accuracy, or R² for diabetes), training time, time per explained
-sample (one torch thread, the fastest of ``--timing-rounds`` interleaved rounds, ``--n-time`` rows per call), model
-evaluations per sample, and the error against the true Shapley values of the model's output for the
-explained class (the predicted class; the single output for regression) on the first ``--n-explain`` test
+sample (one torch thread, the fastest of ``--timing-rounds`` interleaved rounds, ``--n-time`` rows per
+call), model evaluations per sample, and the error against the true Shapley values of the model's output
+for the explained class (the predicted class; the single output for regression) on the first ``--n-explain`` test
 rows: relative L2 over the batch, mean Spearman rank correlation, top-3 agreement. The truth is
 :func:`shapnet.exact_shapley` (all ``2**F`` coalitions) when ``F <= 20``. Above that (breast_cancer,
 F = 30; MNIST's MLP, 784 pixels), it is an antithetic permutation-sampling estimate with
@@ -78,24 +78,42 @@ from ._common import (
     write_csv,
     write_json,
 )
-from .methods import MethodSpec, fastshap_explainer, get_method
+from .methods import MethodSpec, get_method
 
-__all__ = ["RIVALS", "RivalsSettings", "payback", "permutation_shapley", "run_rivals", "main"]
+__all__ = ["RIVALS", "RivalsSettings", "main", "payback", "permutation_shapley", "run_rivals"]
 
 RIVALS: tuple[str, ...] = ("deep", "deep_consistency", "harsanyi", "mlp")
 DATASETS: tuple[str, ...] = ("yeast", "wine", "breast_cancer", "diabetes", "mnist")
 EXACT_LIMIT = 20  # shapnet.exact_shapley's limit on F
 
 EXPLANATION_COLUMNS: dict[str, Callable[[str], Any]] = {
-    "dataset": str, "model": str, "method": str, "budget": int, "rows": int, "seconds_per_sample": float,
-    "evaluations_per_sample": float, "rel_l2": float, "spearman": float, "top3": float, "truth": str,
-    "truth_rel_se": float, "training_seconds": float, "training_evaluations": float,
+    "dataset": str,
+    "model": str,
+    "method": str,
+    "budget": int,
+    "rows": int,
+    "seconds_per_sample": float,
+    "evaluations_per_sample": float,
+    "rel_l2": float,
+    "spearman": float,
+    "top3": float,
+    "truth": str,
+    "truth_rel_se": float,
+    "training_seconds": float,
+    "training_evaluations": float,
 }
 
 
 TIMING_COLUMNS: dict[str, Callable[[str], Any]] = {
-    "dataset": str, "model": str, "method": str, "budget": int, "rows": int, "rounds": int,
-    "seconds_per_sample": float, "min_seconds_per_sample": float, "max_seconds_per_sample": float,
+    "dataset": str,
+    "model": str,
+    "method": str,
+    "budget": int,
+    "rows": int,
+    "rounds": int,
+    "seconds_per_sample": float,
+    "min_seconds_per_sample": float,
+    "max_seconds_per_sample": float,
 }
 
 
@@ -146,7 +164,9 @@ class RivalsSettings:
     budgets_images: Sequence[int] = (1, 4)
     mnist_train: int = 2000
     mnist_test: int = 500
-    fastshap_image: dict[str, Any] = field(default_factory=lambda: {"epochs": 10, "width": 16, "n_coalitions": 8})
+    fastshap_image: dict[str, Any] = field(
+        default_factory=lambda: {"epochs": 10, "width": 16, "n_coalitions": 8}
+    )
     fractions: Sequence[float] = (0.3, 0.7)
     repeats: int = 1
     roar: bool = True
@@ -162,9 +182,20 @@ class RivalsSettings:
 
         unknown = [d for d in self.datasets if d not in list_datasets()]
         if unknown or not self.datasets:
-            raise ValueError(f"datasets must be registry names ({', '.join(list_datasets())}), got {list(self.datasets)}.")
-        for name in ("n_explain", "n_explain_images", "n_time", "n_time_images", "truth_pairs", "truth_pairs_images",
-                     "mnist_train", "mnist_test", "repeats"):
+            raise ValueError(
+                f"datasets must be registry names ({', '.join(list_datasets())}), got {list(self.datasets)}."
+            )
+        for name in (
+            "n_explain",
+            "n_explain_images",
+            "n_time",
+            "n_time_images",
+            "truth_pairs",
+            "truth_pairs_images",
+            "mnist_train",
+            "mnist_test",
+            "repeats",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
@@ -173,14 +204,22 @@ class RivalsSettings:
             if not value or any(int(b) < 1 for b in value):
                 raise ValueError(f"{name} must be positive permutation counts, got {list(value)}.")
             setattr(self, name, tuple(sorted({int(b) for b in value})))
-        if isinstance(self.timing_rounds, bool) or not isinstance(self.timing_rounds, int) or self.timing_rounds < 0:
+        if (
+            isinstance(self.timing_rounds, bool)
+            or not isinstance(self.timing_rounds, int)
+            or self.timing_rounds < 0
+        ):
             raise ValueError(f"timing_rounds must be an int >= 0, got {self.timing_rounds!r}.")
         if not self.consistency > 0:
-            raise ValueError(f"consistency must be > 0 (deep is the lambda = 0 model), got {self.consistency!r}.")
+            raise ValueError(
+                f"consistency must be > 0 (deep is the lambda = 0 model), got {self.consistency!r}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
 
 # --------------------------------------------------------------------------- #
@@ -214,8 +253,14 @@ def _factory(rival: str, config: Any, data: Any) -> Callable[[], nn.Module]:
 # --------------------------------------------------------------------------- #
 @torch.no_grad()
 def permutation_shapley(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, reference: torch.Tensor, target: torch.Tensor,
-    *, pairs: int, seed: int, rows_per_call: int = 4096,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    pairs: int,
+    seed: int,
+    rows_per_call: int = 4096,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Shapley values of ``fn(.)[:, target]`` at each row of ``x`` by antithetic permutation sampling.
 
@@ -269,8 +314,9 @@ def permutation_shapley(
     return torch.stack(means), torch.stack(errors)
 
 
-def _truth(model: nn.Module, x: torch.Tensor, reference: torch.Tensor, target: torch.Tensor, pairs: int,
-           seed: int) -> tuple[np.ndarray, str, float]:
+def _truth(
+    model: nn.Module, x: torch.Tensor, reference: torch.Tensor, target: torch.Tensor, pairs: int, seed: int
+) -> tuple[np.ndarray, str, float]:
     """``(values (B, P), kind, relative standard error)`` of ``model`` at ``x`` for ``target``."""
     from shapnet import exact_shapley
 
@@ -301,8 +347,14 @@ def _timed(call: Callable[[], torch.Tensor], repeats: int = 3) -> tuple[torch.Te
 
 
 def _measure(
-    spec: MethodSpec, model: nn.Module, x_err: torch.Tensor, x_time: torch.Tensor, targets: tuple, reference: torch.Tensor,
-    truth: np.ndarray | None, seed: int,
+    spec: MethodSpec,
+    model: nn.Module,
+    x_err: torch.Tensor,
+    x_time: torch.Tensor,
+    targets: tuple,
+    reference: torch.Tensor,
+    truth: np.ndarray | None,
+    seed: int,
 ) -> dict[str, Any]:
     """Time ``spec`` on ``x_time`` (per sample, one thread), count its evaluations, score it on ``x_err``."""
     t_err, t_time = targets
@@ -324,8 +376,11 @@ def _measure(
         attr = spec(model, x_err, t_err, background=background, seed=seed).reshape(len(x_err), -1).numpy()
     finally:
         torch.set_num_threads(threads)
-    row: dict[str, Any] = {"seconds_per_sample": seconds / len(x_time), "evaluations_per_sample": evaluations,
-                           "rows": len(x_err)}
+    row: dict[str, Any] = {
+        "seconds_per_sample": seconds / len(x_time),
+        "evaluations_per_sample": evaluations,
+        "rows": len(x_err),
+    }
     if truth is not None:
         row.update(attribution_metrics(attr, truth))
     return row
@@ -338,10 +393,13 @@ def _load(name: str, settings: RivalsSettings) -> Any:
     from shapnet.datasets import load_dataset
 
     image = name in ("mnist",)
-    data = load_dataset(name, settings.data_dir, random_state=settings.seed,
-                        max_train=settings.mnist_train if image else None)
+    data = load_dataset(
+        name, settings.data_dir, random_state=settings.seed, max_train=settings.mnist_train if image else None
+    )
     if image:
-        data = dataclasses.replace(data, X_test=data.X_test[: settings.mnist_test], y_test=data.y_test[: settings.mnist_test])
+        data = dataclasses.replace(
+            data, X_test=data.X_test[: settings.mnist_test], y_test=data.y_test[: settings.mnist_test]
+        )
     return data
 
 
@@ -350,12 +408,14 @@ def _standardised(data: Any) -> Any:
     if data.task != "regression":
         return data
     mean, std = float(np.mean(data.y_train)), float(np.std(data.y_train)) or 1.0
-    return dataclasses.replace(data, **{k: ((getattr(data, k) - mean) / std).astype(np.float32)
-                                        for k in ("y_train", "y_test")})
+    return dataclasses.replace(
+        data, **{k: ((getattr(data, k) - mean) / std).astype(np.float32) for k in ("y_train", "y_test")}
+    )
 
 
-def _trained(rival: str, data: Any, settings: RivalsSettings, cache: Path, log: Callable[[str], None]
-             ) -> tuple[nn.Module, dict[str, Any]]:
+def _trained(
+    rival: str, data: Any, settings: RivalsSettings, cache: Path, log: Callable[[str], None]
+) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model of ``rival`` (cached) and ``{score, training_seconds, weights_hash, ...}``."""
     from .models import instantiate, score, single_thread, train_model, weights_hash
 
@@ -373,8 +433,12 @@ def _trained(rival: str, data: Any, settings: RivalsSettings, cache: Path, log: 
         train_model(model, train.X_train, train.y_train, config, seed=settings.seed, task=data.task)
     seconds = time.perf_counter() - tic
     meta = {
-        "dataset": data.name, "model": rival, "class": type(model).__name__, "config": config.to_dict(),
-        "training_seconds": seconds, "weights_hash": weights_hash(model),
+        "dataset": data.name,
+        "model": rival,
+        "class": type(model).__name__,
+        "config": config.to_dict(),
+        "training_seconds": seconds,
+        "weights_hash": weights_hash(model),
         "parameters": sum(p.numel() for p in model.parameters()),
         **score(model.eval(), train.X_test, train.y_test, data.task),
     }
@@ -384,7 +448,11 @@ def _trained(rival: str, data: Any, settings: RivalsSettings, cache: Path, log: 
 
 
 def _explanations(
-    data: Any, models: dict[str, nn.Module], settings: RivalsSettings, results: ResultFile, cache: Path,
+    data: Any,
+    models: dict[str, nn.Module],
+    settings: RivalsSettings,
+    results: ResultFile,
+    cache: Path,
     log: Callable[[str], None],
 ) -> None:
     """Measure every (model, method, budget) of ``data`` that ``results`` does not hold yet."""
@@ -401,34 +469,55 @@ def _explanations(
     def targets(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         if data.task == "regression":
             return torch.zeros(len(x_err), dtype=torch.long), torch.zeros(len(x_time), dtype=torch.long)
-        return (torch.as_tensor(outputs(model, x_err).argmax(1)), torch.as_tensor(outputs(model, x_time).argmax(1)))
+        return (
+            torch.as_tensor(outputs(model, x_err).argmax(1)),
+            torch.as_tensor(outputs(model, x_time).argmax(1)),
+        )
 
-    plan = _plan(image, budgets, settings.fastshap_deep is None or data.name in settings.fastshap_deep, list(models))
+    plan = _plan(
+        image, budgets, settings.fastshap_deep is None or data.name in settings.fastshap_deep, list(models)
+    )
     truths: dict[str, tuple[np.ndarray, str, float] | None] = {}
     for rival, method, budget in plan:
         if (data.name, rival, method, budget) in done:
             continue
         model = models[rival]
         if rival not in truths:
-            truths[rival] = _cached_truth(data, rival, model, x_err, reference, targets(model)[0], settings, cache, log)
+            truths[rival] = _cached_truth(
+                data, rival, model, x_err, reference, targets(model)[0], settings, cache, log
+            )
         truth = truths[rival]
         spec = _spec(method, budget, image, settings)
         extra: dict[str, Any] = {}
         if method == "fastshap":
             log(f"  training FastSHAP for {rival} on {data.name}")
-            info = spec.prepare_for(model, data.X_train, background=reference, seed=settings.seed, cache_dir=cache)
-            extra = {"training_seconds": info["training_seconds"], "training_evaluations": info["model_evaluations"]}
+            info = spec.prepare_for(
+                model, data.X_train, background=reference, seed=settings.seed, cache_dir=cache
+            )
+            extra = {
+                "training_seconds": info["training_seconds"],
+                "training_evaluations": info["model_evaluations"],
+            }
         log(f"  {data.name:<13} {rival:<17} {method}{f' ({budget} permutations)' if budget else ''}")
-        row = _measure(spec, model, x_err, x_time, targets(model), reference, None if truth is None else truth[0],
-                       settings.seed)
+        row = _measure(
+            spec,
+            model,
+            x_err,
+            x_time,
+            targets(model),
+            reference,
+            None if truth is None else truth[0],
+            settings.seed,
+        )
         row.update(dataset=data.name, model=rival, method=method, budget=budget, **extra)
         if truth is not None:
             row.update(truth=truth[1], truth_rel_se=truth[2])
         results.append(row)
 
 
-def _plan(image: bool, budgets: Sequence[int], fastshap_deep: bool = True, rivals: Sequence[str] = RIVALS
-          ) -> list[tuple[str, str, int]]:
+def _plan(
+    image: bool, budgets: Sequence[int], fastshap_deep: bool = True, rivals: Sequence[str] = RIVALS
+) -> list[tuple[str, str, int]]:
     """``(model, method, budget)`` of every explanation measured on a dataset."""
     plan: list[tuple[str, str, int]] = []
     for rival in rivals:
@@ -436,7 +525,9 @@ def _plan(image: bool, budgets: Sequence[int], fastshap_deep: bool = True, rival
             plan += [(rival, "fastshap", 0)] + [(rival, "shapley_value_sampling", b) for b in budgets]
         else:
             plan.append((rival, "shapnet", 0))
-    if not image and fastshap_deep and "deep" in rivals:  # FastSHAP against the built-in values on the same model
+    if (
+        not image and fastshap_deep and "deep" in rivals
+    ):  # FastSHAP against the built-in values on the same model
         plan.append(("deep", "fastshap", 0))
     return plan
 
@@ -450,8 +541,15 @@ def _spec(method: str, budget: int, image: bool, settings: RivalsSettings) -> Me
     return spec
 
 
-def _interleaved_timings(data: Any, models: dict[str, nn.Module], settings: RivalsSettings, results: ResultFile,
-                         timings: ResultFile, cache: Path, log: Callable[[str], None]) -> None:
+def _interleaved_timings(
+    data: Any,
+    models: dict[str, nn.Module],
+    settings: RivalsSettings,
+    results: ResultFile,
+    timings: ResultFile,
+    cache: Path,
+    log: Callable[[str], None],
+) -> None:
     """Time every explanation of ``data`` in ``settings.timing_rounds`` interleaved rounds (one call each per
     round, one thread), so that the shared machine's load changes affect them alike; keep the fastest,
     median and slowest round."""
@@ -460,8 +558,11 @@ def _interleaved_timings(data: Any, models: dict[str, nn.Module], settings: Riva
     done = {timings.key_of(r) for r in timings.read()}
     measured = {results.key_of(r) for r in results.read()}  # time only what was measured (and trained)
     image = data.X_train.ndim == 4
-    plan = [p for p in _plan(image, settings.budgets_images if image else settings.budgets)
-            if (data.name, *p) not in done and (data.name, *p) in measured and p[0] in models]
+    plan = [
+        p
+        for p in _plan(image, settings.budgets_images if image else settings.budgets)
+        if (data.name, *p) not in done and (data.name, *p) in measured and p[0] in models
+    ]
     if not plan:
         return
     x = torch.as_tensor(data.X_test[: settings.n_time_images if image else settings.n_time])
@@ -472,10 +573,16 @@ def _interleaved_timings(data: Any, models: dict[str, nn.Module], settings: Riva
         model = models[rival]
         spec = _spec(method, budget, image, settings)
         spec.prepare_for(model, data.X_train, background=reference, seed=settings.seed, cache_dir=cache)
-        target = (torch.zeros(len(x), dtype=torch.long) if data.task == "regression"
-                  else torch.as_tensor(outputs(model, x).argmax(1)))
-        calls.append(lambda spec=spec, model=model, target=target: spec(model, x, target, background=background,
-                                                                        seed=settings.seed))
+        target = (
+            torch.zeros(len(x), dtype=torch.long)
+            if data.task == "regression"
+            else torch.as_tensor(outputs(model, x).argmax(1))
+        )
+        calls.append(
+            lambda spec=spec, model=model, target=target: spec(
+                model, x, target, background=background, seed=settings.seed
+            )
+        )
     log(f"  {data.name}: timing {len(plan)} explanations in {settings.timing_rounds} interleaved rounds")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -491,17 +598,36 @@ def _interleaved_timings(data: Any, models: dict[str, nn.Module], settings: Riva
     finally:
         torch.set_num_threads(threads)
     for (rival, method, budget), times in zip(plan, seconds):
-        timings.append({"dataset": data.name, "model": rival, "method": method, "budget": budget, "rows": len(x),
-                        "rounds": len(times), "seconds_per_sample": statistics.median(times),
-                        "min_seconds_per_sample": min(times), "max_seconds_per_sample": max(times)})
+        timings.append(
+            {
+                "dataset": data.name,
+                "model": rival,
+                "method": method,
+                "budget": budget,
+                "rows": len(x),
+                "rounds": len(times),
+                "seconds_per_sample": statistics.median(times),
+                "min_seconds_per_sample": min(times),
+                "max_seconds_per_sample": max(times),
+            }
+        )
 
 
-def _cached_truth(data: Any, rival: str, model: nn.Module, x: torch.Tensor, reference: torch.Tensor,
-                  target: torch.Tensor, settings: RivalsSettings, cache: Path, log: Callable[[str], None]
-                  ) -> tuple[np.ndarray, str, float] | None:
+def _cached_truth(
+    data: Any,
+    rival: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    settings: RivalsSettings,
+    cache: Path,
+    log: Callable[[str], None],
+) -> tuple[np.ndarray, str, float] | None:
     image = x.dim() == 4
     if image and rival != "mlp":
-        return None  # 2 x 785 evaluations of a Vision ShapNet / HarsanyiNet per pair: out of this machine's reach
+        # 2 x 785 evaluations of a Vision ShapNet / HarsanyiNet per pair and row: out of this machine's reach.
+        return None
     pairs = settings.truth_pairs_images if image else settings.truth_pairs
     path = cache / f"truth-{data.name}-{rival}-{settings.seed}-{len(x)}-{pairs}.npz"
     if path.exists():
@@ -525,8 +651,14 @@ def payback(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = dict.fromkeys((r["dataset"], r["model"]) for r in rows if r["method"] == "fastshap")
     for dataset, model in keys:
         fs = next(r for r in rows if (r["dataset"], r["model"], r["method"]) == (dataset, model, "fastshap"))
-        svs = sorted((r for r in rows if (r["dataset"], r["model"], r["method"])
-                      == (dataset, model, "shapley_value_sampling")), key=lambda r: r["budget"])
+        svs = sorted(
+            (
+                r
+                for r in rows
+                if (r["dataset"], r["model"], r["method"]) == (dataset, model, "shapley_value_sampling")
+            ),
+            key=lambda r: r["budget"],
+        )
         if not svs or fs.get("rel_l2") is None:
             continue
         target = fs["rel_l2"]
@@ -540,28 +672,42 @@ def payback(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             bound = f"upper bound: {svs[0]['budget']} permutation(s) already as accurate"
         else:
             hi, lo = svs[svs.index(below[0]) - 1], below[0]  # hi: less accurate, lo: the first as accurate
-            w = (math.log(target) - math.log(hi["rel_l2"])) / (math.log(lo["rel_l2"]) - math.log(hi["rel_l2"]))
-            match = {k: math.exp(math.log(hi[k]) + w * (math.log(lo[k]) - math.log(hi[k])))
-                     for k in ("seconds_per_sample", "evaluations_per_sample", "budget")}
+            w = (math.log(target) - math.log(hi["rel_l2"])) / (
+                math.log(lo["rel_l2"]) - math.log(hi["rel_l2"])
+            )
+            match = {
+                k: math.exp(math.log(hi[k]) + w * (math.log(lo[k]) - math.log(hi[k])))
+                for k in ("seconds_per_sample", "evaluations_per_sample", "budget")
+            }
         gain_s = match["seconds_per_sample"] - fs["seconds_per_sample"]
         gain_e = match["evaluations_per_sample"] - fs["evaluations_per_sample"]
-        out.append({
-            "dataset": dataset, "model": model, "fastshap_rel_l2": target,
-            "fastshap_training_seconds": fs["training_seconds"], "fastshap_training_evaluations": fs["training_evaluations"],
-            "fastshap_seconds_per_sample": fs["seconds_per_sample"],
-            "sampling_permutations": match["budget"], "sampling_seconds_per_sample": match["seconds_per_sample"],
-            "sampling_evaluations_per_sample": match["evaluations_per_sample"],
-            "break_even_samples_time": fs["training_seconds"] / gain_s if gain_s > 0 else math.inf,
-            "break_even_samples_evaluations": fs["training_evaluations"] / gain_e if gain_e > 0 else math.inf,
-            "match": bound,
-        })
+        out.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "fastshap_rel_l2": target,
+                "fastshap_training_seconds": fs["training_seconds"],
+                "fastshap_training_evaluations": fs["training_evaluations"],
+                "fastshap_seconds_per_sample": fs["seconds_per_sample"],
+                "sampling_permutations": match["budget"],
+                "sampling_seconds_per_sample": match["seconds_per_sample"],
+                "sampling_evaluations_per_sample": match["evaluations_per_sample"],
+                "break_even_samples_time": fs["training_seconds"] / gain_s if gain_s > 0 else math.inf,
+                "break_even_samples_evaluations": fs["training_evaluations"] / gain_e
+                if gain_e > 0
+                else math.inf,
+                "match": bound,
+            }
+        )
     return out
 
 
 # --------------------------------------------------------------------------- #
 # ROAR / KAR
 # --------------------------------------------------------------------------- #
-def _roar(data: Any, rival: str, settings: RivalsSettings, out: Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _roar(
+    data: Any, rival: str, settings: RivalsSettings, out: Path, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """ROAR and KAR areas of ``rival``'s method and the random control (``run_roar``, resumable)."""
     from .roar import RoarSettings, run_roar
 
@@ -571,19 +717,44 @@ def _roar(data: Any, rival: str, settings: RivalsSettings, out: Path, log: Calla
         spec = get_method("fastshap")
         method = dataclasses.replace(spec, budget={**spec.budget, **settings.fastshap_image})
     roar_settings = RoarSettings(
-        dataset=data, methods=[method, "random"], fractions=settings.fractions, repeats=settings.repeats,
-        model=config, model_factory=_factory(rival, config, data), model_name=rival, seed=settings.seed,
-        out=out / "roar" / f"{data.name}-{rival}", n_jobs=1, progress=settings.progress,
+        dataset=data,
+        methods=[method, "random"],
+        fractions=settings.fractions,
+        repeats=settings.repeats,
+        model=config,
+        model_factory=_factory(rival, config, data),
+        model_name=rival,
+        seed=settings.seed,
+        out=out / "roar" / f"{data.name}-{rival}",
+        n_jobs=1,
+        progress=settings.progress,
     )
     result = run_roar(roar_settings, log=log)
     rows = []
     for rec in result.summary.to_dict("records"):
-        rows.append({"dataset": data.name, "model": rival, "method": rec["method"], "mode": rec["mode"],
-                     "area": rec["area"], "metric": result.metric,
-                     "unsupported": result.unsupported.get(rec["method"])})
+        rows.append(
+            {
+                "dataset": data.name,
+                "model": rival,
+                "method": rec["method"],
+                "mode": rec["mode"],
+                "area": rec["area"],
+                "metric": result.metric,
+                "unsupported": result.unsupported.get(rec["method"]),
+            }
+        )
     for name, reason in result.unsupported.items():
-        rows.append({"dataset": data.name, "model": rival, "method": name, "mode": "", "area": None,
-                     "metric": result.metric, "unsupported": reason})
+        rows.append(
+            {
+                "dataset": data.name,
+                "model": rival,
+                "method": name,
+                "mode": "",
+                "area": None,
+                "metric": result.metric,
+                "unsupported": reason,
+            }
+        )
     return rows
 
 
@@ -598,8 +769,17 @@ def _finished_areas(out: Path, datasets: Sequence[str]) -> list[dict[str, Any]]:
             if not path.exists():
                 continue
             for rec in pd.read_csv(path).to_dict("records"):
-                rows.append({"dataset": dataset, "model": rival, "method": rec["method"], "mode": rec["mode"],
-                             "area": rec["area"], "metric": "", "unsupported": None})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": rival,
+                        "method": rec["method"],
+                        "mode": rec["mode"],
+                        "area": rec["area"],
+                        "metric": "",
+                        "unsupported": None,
+                    }
+                )
     return rows
 
 
@@ -608,64 +788,108 @@ def _finished_areas(out: Path, datasets: Sequence[str]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- #
 def _tables(models: list[dict], rows: list[dict], pay: list[dict], areas: list[dict]) -> str:
     def area(dataset: str, model: str, method: str, mode: str) -> float | None:
-        hit = [a["area"] for a in areas if (a["dataset"], a["model"], a["method"], a["mode"]) == (dataset, model, method, mode)]
+        hit = [
+            a["area"]
+            for a in areas
+            if (a["dataset"], a["model"], a["method"], a["mode"]) == (dataset, model, method, mode)
+        ]
         return hit[0] if hit else None
 
     main_rows = []
     for r in rows:
-        if r["method"] == "shapley_value_sampling" and r["budget"] != max(x["budget"] for x in rows
-                                                                          if x["dataset"] == r["dataset"]):
+        if r["method"] == "shapley_value_sampling" and r["budget"] != max(
+            x["budget"] for x in rows if x["dataset"] == r["dataset"]
+        ):
             continue
         meta = next((m for m in models if (m["dataset"], m["model"]) == (r["dataset"], r["model"])), {})
-        method = "built-in" if r["method"] == "shapnet" else r["method"] + (f" ({r['budget']} perm.)" if r["budget"] else "")
+        method = (
+            "built-in"
+            if r["method"] == "shapnet"
+            else r["method"] + (f" ({r['budget']} perm.)" if r["budget"] else "")
+        )
         # The method ROAR ranked this model's features with (the built-in values, FastSHAP for the MLP).
         in_roar = (r["method"] == "shapnet") or (r["method"], r["model"]) == ("fastshap", "mlp")
         roar_method = r["method"] if in_roar else None
-        main_rows.append({
-            "dataset": r["dataset"], "model": r["model"], "explanation": method,
-            "test score": meta.get("score"), "train s": meta.get("training_seconds"),
-            "explainer train s": r.get("training_seconds"),
-            "explain ms/sample": 1e3 * r["seconds_per_sample"], "evals/sample": r["evaluations_per_sample"],
-            "rel. L2 error": r.get("rel_l2"), "Spearman": r.get("spearman"),
-            "ROAR area": area(r["dataset"], r["model"], roar_method, "roar") if roar_method else None,
-            "ROAR random": area(r["dataset"], r["model"], "random", "roar") if roar_method else None,
-            "KAR area": area(r["dataset"], r["model"], roar_method, "kar") if roar_method else None,
-            "KAR random": area(r["dataset"], r["model"], "random", "kar") if roar_method else None,
-        })
+        main_rows.append(
+            {
+                "dataset": r["dataset"],
+                "model": r["model"],
+                "explanation": method,
+                "test score": meta.get("score"),
+                "train s": meta.get("training_seconds"),
+                "explainer train s": r.get("training_seconds"),
+                "explain ms/sample": 1e3 * r["seconds_per_sample"],
+                "evals/sample": r["evaluations_per_sample"],
+                "rel. L2 error": r.get("rel_l2"),
+                "Spearman": r.get("spearman"),
+                "ROAR area": area(r["dataset"], r["model"], roar_method, "roar") if roar_method else None,
+                "ROAR random": area(r["dataset"], r["model"], "random", "roar") if roar_method else None,
+                "KAR area": area(r["dataset"], r["model"], roar_method, "kar") if roar_method else None,
+                "KAR random": area(r["dataset"], r["model"], "random", "kar") if roar_method else None,
+            }
+        )
     text = ["## Rivals\n", format_table(main_rows)]
     if pay:
         text += ["\n## FastSHAP break-even against Shapley value sampling\n", format_table(pay)]
     truths = {(r["dataset"], r.get("truth"), r.get("truth_rel_se")) for r in rows if r.get("truth")}
     if truths:
-        text += ["\n## Ground truth\n", format_table([{"dataset": d, "truth": t, "relative std. error": s}
-                                                      for d, t, s in sorted(truths, key=str)])]
+        text += [
+            "\n## Ground truth\n",
+            format_table(
+                [{"dataset": d, "truth": t, "relative std. error": s} for d, t, s in sorted(truths, key=str)]
+            ),
+        ]
     return "\n".join(text) + "\n"
 
 
 def _plot(rows: list[dict], areas: list[dict], path: Path) -> None:
-    with figure(path, 1, 2, figsize=(12, 4.8)) as (fig, (left, right)):
+    with figure(path, 1, 2, figsize=(12, 4.8)) as (_, (left, right)):
         markers = dict(zip(DATASETS, "osD^v"))
-        colors = {"deep/shapnet": "tab:blue", "deep_consistency/shapnet": "tab:cyan", "harsanyi/shapnet": "tab:red",
-                  "mlp/fastshap": "tab:green", "deep/fastshap": "tab:olive", "mlp/shapley_value_sampling": "tab:gray",
-                  "deep/shapley_value_sampling": "silver"}
+        colors = {
+            "deep/shapnet": "tab:blue",
+            "deep_consistency/shapnet": "tab:cyan",
+            "harsanyi/shapnet": "tab:red",
+            "mlp/fastshap": "tab:green",
+            "deep/fastshap": "tab:olive",
+            "mlp/shapley_value_sampling": "tab:gray",
+            "deep/shapley_value_sampling": "silver",
+        }
         for r in rows:
             if r.get("rel_l2") is None:
                 continue
             key = f"{r['model']}/{r['method']}"
-            left.scatter(r["seconds_per_sample"], max(r["rel_l2"], 1e-8), marker=markers.get(r["dataset"], "o"),
-                         color=colors.get(key, "black"), s=25, label=key)
+            left.scatter(
+                r["seconds_per_sample"],
+                max(r["rel_l2"], 1e-8),
+                marker=markers.get(r["dataset"], "o"),
+                color=colors.get(key, "black"),
+                s=25,
+                label=key,
+            )
         handles = {}
         for h, lab in zip(*left.get_legend_handles_labels()):
             handles.setdefault(lab, h)
         left.legend(handles.values(), handles.keys(), fontsize=7)
-        left.set(xscale="log", yscale="log", xlabel="seconds per explained sample (1 thread)",
-                 ylabel="relative L2 error vs true Shapley values", title="error vs cost (marker: dataset)")
+        left.set(
+            xscale="log",
+            yscale="log",
+            xlabel="seconds per explained sample (1 thread)",
+            ylabel="relative L2 error vs true Shapley values",
+            title="error vs cost (marker: dataset)",
+        )
         left.grid(alpha=0.3)
-        pairs = [(a["dataset"], a["model"], a["method"]) for a in areas
-                 if a["method"] != "random" and a["mode"] == "roar" and a["area"] is not None]
+        pairs = [
+            (a["dataset"], a["model"], a["method"])
+            for a in areas
+            if a["method"] != "random" and a["mode"] == "roar" and a["area"] is not None
+        ]
         labels, gaps_roar, gaps_kar = [], [], []
         for dataset, model, method in pairs:
-            get = {(a["method"], a["mode"]): a["area"] for a in areas if (a["dataset"], a["model"]) == (dataset, model)}
+            get = {
+                (a["method"], a["mode"]): a["area"]
+                for a in areas
+                if (a["dataset"], a["model"]) == (dataset, model)
+            }
             labels.append(f"{dataset}\n{model}")
             gaps_roar.append(get.get(("random", "roar"), np.nan) - get.get((method, "roar"), np.nan))
             gaps_kar.append(get.get((method, "kar"), np.nan) - get.get(("random", "kar"), np.nan))
@@ -682,16 +906,27 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
     """Run (or resume) the comparison and write its outputs into ``settings.out``."""
     out = prepare_out(settings.out)
     cache = prepare_out(out / "cache")
-    results = ResultFile(out / "explanations.csv", EXPLANATION_COLUMNS, key=("dataset", "model", "method", "budget"),
-                         what="rivals explanations")
-    timings = ResultFile(out / "timings.csv", TIMING_COLUMNS, key=("dataset", "model", "method", "budget"),
-                         what="rivals timings")
+    results = ResultFile(
+        out / "explanations.csv",
+        EXPLANATION_COLUMNS,
+        key=("dataset", "model", "method", "budget"),
+        what="rivals explanations",
+    )
+    timings = ResultFile(
+        out / "timings.csv",
+        TIMING_COLUMNS,
+        key=("dataset", "model", "method", "budget"),
+        what="rivals timings",
+    )
     models_meta: list[dict[str, Any]] = []
     areas: list[dict[str, Any]] = []
     tic = time.perf_counter()
     for name in settings.datasets:
         data = _load(name, settings)
-        log(f"{name}: {len(data.X_train)} train, {len(data.X_test)} test rows, input {tuple(data.X_train.shape[1:])}")
+        log(
+            f"{name}: {len(data.X_train)} train, {len(data.X_test)} test rows, "
+            f"input {tuple(data.X_train.shape[1:])}"
+        )
         models = {}
         here = RIVALS if data.X_train.ndim == 2 else [r for r in RIVALS if r in settings.image_models]
         for rival in here:
@@ -706,7 +941,9 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         if settings.timing_rounds:
             _interleaved_timings(data, models, settings, results, timings, cache, log)
         if settings.roar:
-            for rival in RIVALS if data.X_train.ndim == 2 else [r for r in settings.roar_image_models if r in here]:
+            for rival in (
+                RIVALS if data.X_train.ndim == 2 else [r for r in settings.roar_image_models if r in here]
+            ):
                 areas += _roar(data, rival, settings, out, log)
             write_csv(out / "roar_areas.csv", areas)
     if not settings.roar:  # the areas of earlier (or still running) ROAR runs, as far as they got
@@ -730,9 +967,16 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
     tables = _tables(models_meta, rows, pay, areas)
     atomic_write(out / "rivals.md", tables)
     _plot(rows, areas, out / "rivals.png")
-    payload = {"benchmark": "rivals", "settings": settings.to_dict(), "machine": machine_info(),
-               "models": models_meta, "explanations": rows, "payback": pay, "roar_areas": areas,
-               "wall_seconds": time.perf_counter() - tic}
+    payload = {
+        "benchmark": "rivals",
+        "settings": settings.to_dict(),
+        "machine": machine_info(),
+        "models": models_meta,
+        "explanations": rows,
+        "payback": pay,
+        "roar_areas": areas,
+        "wall_seconds": time.perf_counter() - tic,
+    }
     write_json(out / "rivals.json", payload)
     log("\n" + tables)
     return payload
@@ -741,38 +985,74 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks rivals", description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", type=comma_separated(str), default=list(DATASETS))
-    parser.add_argument("--data-dir", default=None, help="data root for yeast and mnist (default $SHAPNET_DATA)")
+    parser.add_argument(
+        "--data-dir", default=None, help="data root for yeast and mnist (default $SHAPNET_DATA)"
+    )
     parser.add_argument("--out", default="results/rivals")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--consistency", type=float, default=1.0, help="consistency-loss weight of deep_consistency")
-    parser.add_argument("--n-explain", type=int, default=32, help="test rows compared with the truth (tables)")
+    parser.add_argument(
+        "--consistency", type=float, default=1.0, help="consistency-loss weight of deep_consistency"
+    )
+    parser.add_argument(
+        "--n-explain", type=int, default=32, help="test rows compared with the truth (tables)"
+    )
     parser.add_argument("--n-explain-images", type=int, default=8, help="the same for MNIST (the MLP only)")
     parser.add_argument("--n-time", type=int, default=32, help="rows per timed call")
-    parser.add_argument("--truth-pairs", type=int, default=128, help="antithetic permutation pairs when F > 20")
-    parser.add_argument("--budgets", type=comma_separated(int, minimum=1), default=[1, 4, 16, 64],
-                        help="permutations of Shapley value sampling (FastSHAP's break-even)")
+    parser.add_argument(
+        "--truth-pairs", type=int, default=128, help="antithetic permutation pairs when F > 20"
+    )
+    parser.add_argument(
+        "--budgets",
+        type=comma_separated(int, minimum=1),
+        default=[1, 4, 16, 64],
+        help="permutations of Shapley value sampling (FastSHAP's break-even)",
+    )
     parser.add_argument("--mnist-train", type=int, default=2000)
     parser.add_argument("--mnist-test", type=int, default=500)
     parser.add_argument("--fractions", type=comma_separated(float), default=[0.3, 0.7])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-roar", action="store_true", help="skip ROAR / KAR")
-    parser.add_argument("--no-explanations", action="store_true",
-                        help="skip the explanation measurements (only ROAR / KAR and the report)")
-    parser.add_argument("--image-models", type=comma_separated(str), default=list(RIVALS),
-                        help="models trained and explained on images")
-    parser.add_argument("--fastshap-deep", type=comma_separated(str), default=None,
-                        help="tabular datasets on which FastSHAP also explains the Deep ShapNet (default: all)")
+    parser.add_argument(
+        "--no-explanations",
+        action="store_true",
+        help="skip the explanation measurements (only ROAR / KAR and the report)",
+    )
+    parser.add_argument(
+        "--image-models",
+        type=comma_separated(str),
+        default=list(RIVALS),
+        help="models trained and explained on images",
+    )
+    parser.add_argument(
+        "--fastshap-deep",
+        type=comma_separated(str),
+        default=None,
+        help="tabular datasets on which FastSHAP also explains the Deep ShapNet (default: all)",
+    )
     parser.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds (0: skip)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         settings = RivalsSettings(
-            datasets=args.datasets, data_dir=args.data_dir, out=args.out, seed=args.seed,
-            consistency=args.consistency, n_explain=args.n_explain, n_explain_images=args.n_explain_images,
-            n_time=args.n_time, truth_pairs=args.truth_pairs, budgets=args.budgets, mnist_train=args.mnist_train,
-            mnist_test=args.mnist_test, fractions=args.fractions, repeats=args.repeats, roar=not args.no_roar,
-            explanations=not args.no_explanations, timing_rounds=args.timing_rounds,
-            fastshap_deep=args.fastshap_deep, image_models=args.image_models,
+            datasets=args.datasets,
+            data_dir=args.data_dir,
+            out=args.out,
+            seed=args.seed,
+            consistency=args.consistency,
+            n_explain=args.n_explain,
+            n_explain_images=args.n_explain_images,
+            n_time=args.n_time,
+            truth_pairs=args.truth_pairs,
+            budgets=args.budgets,
+            mnist_train=args.mnist_train,
+            mnist_test=args.mnist_test,
+            fractions=args.fractions,
+            repeats=args.repeats,
+            roar=not args.no_roar,
+            explanations=not args.no_explanations,
+            timing_rounds=args.timing_rounds,
+            fastshap_deep=args.fastshap_deep,
+            image_models=args.image_models,
             progress=not args.no_progress,
         )
         run_rivals(settings)

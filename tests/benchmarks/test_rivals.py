@@ -22,7 +22,13 @@ N_FEATURES = 8
 # A few epochs only: the tests check the plumbing and a large ROAR effect, not tuned accuracy.
 FASTSHAP = dataclasses.replace(
     get_method("fastshap"),
-    budget={**get_method("fastshap").budget, "hidden": (32,), "epochs": 40, "n_coalitions": 16, "patience": 40},
+    budget={
+        **get_method("fastshap").budget,
+        "hidden": (32,),
+        "epochs": 40,
+        "n_coalitions": 16,
+        "patience": 40,
+    },
 )
 
 
@@ -32,9 +38,17 @@ def synthetic(n_train: int = 400, n_test: int = 200, seed: int = 0) -> Dataset:
     X = rng.standard_normal((n_train + n_test, N_FEATURES)).astype(np.float32)
     y = (X[:, list(RELEVANT)].sum(1) > 0).astype(np.int64)
     return Dataset(
-        name="synthetic_3_of_8", X_train=X[:n_train], X_test=X[n_train:], y_train=y[:n_train], y_test=y[n_train:],
-        feature_names=[f"x{i}" for i in range(N_FEATURES)], class_names=["neg", "pos"], task="classification",
-        image_shape=None, mean=np.zeros(N_FEATURES, np.float32), scale=np.ones(N_FEATURES, np.float32),
+        name="synthetic_3_of_8",
+        X_train=X[:n_train],
+        X_test=X[n_train:],
+        y_train=y[:n_train],
+        y_test=y[n_train:],
+        feature_names=[f"x{i}" for i in range(N_FEATURES)],
+        class_names=["neg", "pos"],
+        task="classification",
+        image_shape=None,
+        mean=np.zeros(N_FEATURES, np.float32),
+        scale=np.ones(N_FEATURES, np.float32),
     )
 
 
@@ -50,7 +64,9 @@ def test_fastshap_needs_training_then_explains_from_its_cache(mlp: torch.nn.Modu
     data = synthetic()
     x, target = torch.as_tensor(data.X_test[:16]), torch.ones(16, dtype=torch.long)
     background = torch.zeros(1, N_FEATURES)
-    spec = dataclasses.replace(FASTSHAP, budget={**FASTSHAP.budget, "lr": 2e-3})  # not trained in this process
+    spec = dataclasses.replace(
+        FASTSHAP, budget={**FASTSHAP.budget, "lr": 2e-3}
+    )  # not trained in this process
     with pytest.raises(ValueError, match="prepare_for"):
         spec(mlp, x, target, background=background, seed=0)
     info = spec.prepare_for(mlp, data.X_train, background=background, seed=0, cache_dir=tmp_path)
@@ -74,9 +90,15 @@ def test_fastshap_needs_training_then_explains_from_its_cache(mlp: torch.nn.Modu
 def test_fastshap_beats_random_ranking_in_roar(tmp_path: Path) -> None:
     result = roar.run_roar(
         roar.RoarSettings(
-            dataset=synthetic(), methods=[FASTSHAP, "random"], fractions=(0.375,), repeats=1, modes=("roar",),
-            model=ModelConfig(kind="mlp", hidden=(16,), epochs=15, batch_size=64, lr=1e-2), out=tmp_path,
-            n_jobs=1, progress=False,
+            dataset=synthetic(),
+            methods=[FASTSHAP, "random"],
+            fractions=(0.375,),
+            repeats=1,
+            modes=("roar",),
+            model=ModelConfig(kind="mlp", hidden=(16,), epochs=15, batch_size=64, lr=1e-2),
+            out=tmp_path,
+            n_jobs=1,
+            progress=False,
         ),
         log=lambda _: None,
     )
@@ -106,8 +128,16 @@ def test_harsanyi_through_roar_and_fidelity(tmp_path: Path) -> None:
     torch.testing.assert_close(values, truth, atol=1e-9, rtol=1e-9)
     # ROAR path: the built-in values are ranked, retrained and scored like any other method.
     result = roar.run_roar(
-        roar.RoarSettings(dataset=data, methods=["shapnet", "random"], fractions=(0.5,), repeats=1,
-                          model=config, out=tmp_path, n_jobs=1, progress=False),
+        roar.RoarSettings(
+            dataset=data,
+            methods=["shapnet", "random"],
+            fractions=(0.5,),
+            repeats=1,
+            model=config,
+            out=tmp_path,
+            n_jobs=1,
+            progress=False,
+        ),
         log=lambda _: None,
     )
     assert not result.unsupported
@@ -118,9 +148,14 @@ def test_consistency_weight_reaches_the_training_loss() -> None:
     data = synthetic(n_train=128, n_test=8)
     plain = default_config("deep", data.name, epochs=1)
     weighted = dataclasses.replace(plain, consistency=10.0)
-    models = [train_model(instantiate(model_factory("deep", data, c), 0), data.X_train, data.y_train, c, seed=0)
-              for c in (plain, weighted)]
-    assert any(not torch.equal(a, b) for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()))
+    models = [
+        train_model(instantiate(model_factory("deep", data, c), 0), data.X_train, data.y_train, c, seed=0)
+        for c in (plain, weighted)
+    ]
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values())
+    )
     with pytest.raises(ValueError, match="consistency"):
         ModelConfig(kind="deep", consistency=-1.0)
 
@@ -141,8 +176,16 @@ def test_permutation_estimate_is_unbiased_with_honest_standard_errors() -> None:
 
 
 def _row(method: str, budget: int, error: float, seconds: float, evaluations: float, **extra: float) -> dict:
-    return {"dataset": "d", "model": "mlp", "method": method, "budget": budget, "rel_l2": error,
-            "seconds_per_sample": seconds, "evaluations_per_sample": evaluations, **extra}
+    return {
+        "dataset": "d",
+        "model": "mlp",
+        "method": method,
+        "budget": budget,
+        "rel_l2": error,
+        "seconds_per_sample": seconds,
+        "evaluations_per_sample": evaluations,
+        **extra,
+    }
 
 
 def test_break_even_interpolates_the_matching_sampling_budget() -> None:
