@@ -21,8 +21,8 @@ absent value is the training mean):
 Per (model, explanation): test score (accuracy, or R² for diabetes), training time, time per explained
 sample (one torch thread, the fastest of ``--timing-rounds`` interleaved rounds, ``--n-time`` rows per
 call), model evaluations per sample, and the error against the true Shapley values of the model's output
-for the explained class (the predicted class; the single output for regression) on the first ``--n-explain`` test
-rows: relative L2 over the batch, mean Spearman rank correlation, top-3 agreement. The truth is
+for the explained class (the predicted class; the single output for regression) on the first
+``--n-explain`` test rows: relative L2 over the batch, mean Spearman rank correlation, top-3 agreement. The truth is
 :func:`shapnet.exact_shapley` (all ``2**F`` coalitions) when ``F <= 20``. Above that (breast_cancer,
 F = 30; MNIST's MLP, 784 pixels), it is an antithetic permutation-sampling estimate with
 ``--truth-pairs`` permutation pairs per row, whose own relative standard error is reported next to it as

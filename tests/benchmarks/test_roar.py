@@ -643,6 +643,8 @@ def test_every_method_explains_the_same_game(kind: str) -> None:
     for name, spec in METHODS.items():
         if name in NUMBA_JIT or spec.supports(model, n) is not None:
             continue
+        # Amortised methods (FastSHAP) train for the model first, as run_roar does.
+        spec.prepare_for(model, torch.randn(64, n), background=background, seed=0)
         attr = spec(model, x, target, background=background, seed=0)
         assert attr.shape == x.shape and torch.isfinite(attr).all(), name
         if name in EFFICIENT:
