@@ -38,7 +38,8 @@ def test_is_a_shap_explainer_and_keeps_its_class(shallow) -> None:
     explainer = ShapNetExplainer(shallow)
     assert type(explainer) is ShapNetExplainer  # the base class did not rebind __class__
     assert isinstance(explainer, shap.Explainer)
-    assert explainer.model is shallow
+    assert explainer.shapnet is shallow
+    assert isinstance(explainer.model, shap.models.Model)
     assert isinstance(explainer.masker, shap.maskers.Independent)
     np.testing.assert_array_equal(explainer.masker.data, shallow.reference.numpy()[None])
 
@@ -69,7 +70,7 @@ def test_numpy_torch_and_pandas_inputs_agree(shallow) -> None:
     np.testing.assert_array_equal(from_numpy.values, from_torch.values)
     np.testing.assert_array_equal(from_numpy.values, from_pandas.values)
     assert list(from_pandas.feature_names) == ["age", "bmi", "bp", "s1", "s2"]
-    assert from_numpy.feature_names is None
+    assert from_numpy.feature_names == [f"Feature {i}" for i in range(5)]  # shap's default names
     named = ShapNetExplainer(shallow, feature_names=list("vwxyz"))(x)
     assert list(named.feature_names) == list("vwxyz")
 
