@@ -48,12 +48,15 @@ if TYPE_CHECKING:
     from .captum import ShapNetAttribution
     from .shap import ShapNetExplainer
 
-__all__ = ["ShapNetClassifier", "ShapNetRegressor"]
+__all__ = ["ShapNetClassifier", "ShapNetRegressor", "explain_pipeline"]
 
 _BUILDERS: dict[str, type[ShapNet]] = {"deep": DeepShapNet, "shallow": ShallowShapNet}
 _RESERVED = ("n_features", "n_outputs", "reference", "prune")
 #: The Shapley-consistency weight that ``consistency="auto"`` gives a deep model (README, "The λ sweep").
 RECOMMENDED_CONSISTENCY = 3.0
+
+#: Rows per forward pass at inference (``predict``, ``predict_proba``, ``explain``).
+_INFERENCE_ROWS = 4096
 
 #: Checks of ``sklearn.utils.estimator_checks`` that the estimators deliberately fail, with the reason.
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
@@ -123,6 +126,9 @@ class _EpochBar(Callback):
 
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         if self.bar_ is not None:
+            if self.bar_.n < self.bar_.total:  # stopped early: the bar ends at the epochs run (n_iter_)
+                self.bar_.total = self.bar_.n
+                self.bar_.set_description(f"{self.desc} (early stopping)")
             self.bar_.close()
         self.bar_ = None  # a closed bar is not picklable
 
@@ -276,11 +282,11 @@ class _ShapNetEstimator(BaseEstimator):
         if self.prune is not None:
             kwargs["prune"] = float(self.prune)
         callbacks: list[tuple[str, Callback]] = []
+        if self.verbose:  # before EarlyStopping, which ends training from its own on_epoch_end
+            callbacks.append(("progress", _EpochBar(int(self.max_epochs), type(self).__name__)))
         if early_stopping:
             stopper = EarlyStopping(monitor="valid_loss", patience=int(self.patience), load_best=True)
             callbacks.append(("early_stopping", stopper))
-        if self.verbose:
-            callbacks.append(("progress", _EpochBar(int(self.max_epochs), type(self).__name__)))
         classification = self._task == "classification"
         net_class = _ClassifierNet if classification else _RegressorNet
         # The RNG is forked so that fit is reproducible for an int random_state (weights, shuffling, the
@@ -345,10 +351,19 @@ class _ShapNetEstimator(BaseEstimator):
         return _writable(validate_data(self, X, dtype=np.float32, reset=False))
 
     def _logits(self, X: object) -> np.ndarray:
-        """``(B, K)`` float64 logits."""
+        """``(B, K)`` float64 logits.
+
+        The fitted module is called directly, in large chunks: skorch's ``forward`` would run it through a
+        DataLoader in ``batch_size`` rows, which costs more than the model itself at inference (and shap's
+        model-agnostic explainers call ``predict_proba`` on thousands of small batches).
+        """
         X = self._validate_X(X)
+        step = max(int(self.batch_size), _INFERENCE_ROWS)
+        out = []
         with torch.no_grad():
-            return self.net_.forward(X, training=False).cpu().numpy().astype(np.float64)
+            for start in range(0, len(X), step):
+                out.append(self.model_(torch.from_numpy(X[start : start + step]).to(self.device)).cpu())
+        return torch.cat(out).numpy().astype(np.float64)
 
     def explain(self, X: object) -> shap.Explanation:
         """Shapley values of the predictions, from the model's own forward pass.
@@ -357,33 +372,17 @@ class _ShapNetEstimator(BaseEstimator):
             X: ``(B, F)`` array or DataFrame.
 
         Returns:
-            ``shap.Explanation`` with ``values`` ``(B, F, K)`` (logits; ``K = 1`` for the regressor),
-            ``base_values`` ``(B, K)`` (the prediction at ``reference_``), ``data`` (``X`` as float32),
-            ``feature_names`` (the DataFrame's columns if fitted on one) and ``output_names`` (class
-            labels as strings; shap's default ``["Output 0"]`` for the regressor).
-            ``values.sum(1) + base_values`` equals the logits.
+            ``shap.Explanation`` as shap's explainers return for the same kind of model: ``values``
+            ``(B, F, K)`` and ``base_values`` ``(B, K)`` for ``K >= 3`` classes (logits, one output per class,
+            ``output_names`` the class labels); ``(B, F)`` and ``(B,)`` for a binary classifier (the log-odds
+            of ``classes_[1]``, which ``decision_function`` returns, as shap's Linear and Tree explainers
+            explain a binary sklearn classifier) and for the regressor. ``base_values`` are the outputs at
+            ``reference_``, ``data`` is ``X`` as float32, ``feature_names`` the DataFrame's columns if fitted
+            on one (else ``"Feature i"``). ``values.sum(1) + base_values`` equals ``decision_function(X)``
+            (``predict(X)`` for the regressor).
         """
-        import shap
-
         X = self._validate_X(X)
-        start = time.perf_counter()
-        values, base = [], []
-        step = max(int(self.batch_size), 1024)
-        with torch.no_grad():
-            for i in range(0, len(X), step):
-                x = torch.from_numpy(X[i : i + step]).to(self.device)
-                ex = self.model_.explain(x)
-                values.append(ex.values.cpu().numpy())
-                base.append(ex.base_values.cpu().numpy())
-        feature_names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
-        return shap.Explanation(
-            values=np.concatenate(values),
-            base_values=np.concatenate(base),
-            data=X,
-            feature_names=feature_names,
-            output_names=self._output_names(),
-            compute_time=time.perf_counter() - start,
-        )
+        return self.shap_explainer()(X, batch_size=max(int(self.batch_size), _INFERENCE_ROWS))
 
     def _output_names(self) -> list[str] | None:
         return None
@@ -391,7 +390,8 @@ class _ShapNetEstimator(BaseEstimator):
     def captum_attribution(self) -> ShapNetAttribution:
         """A Captum ``Attribution`` over the fitted ShapNet (``shapnet_adapters.captum``).
 
-        It takes tensors of shape ``(B, F)``, preprocessed as ``X`` was for ``fit``.
+        It takes tensors of shape ``(B, F)``, preprocessed as ``X`` was for ``fit``; ``target`` selects the
+        class (logit) to explain.
         """
         from .captum import ShapNetAttribution
 
@@ -400,12 +400,26 @@ class _ShapNetEstimator(BaseEstimator):
 
     def shap_explainer(self) -> ShapNetExplainer:
         """A ``shap.Explainer`` over the fitted ShapNet (``shapnet_adapters.shap``), with this estimator's
-        feature and output names."""
+        feature and output names; for a binary classifier it explains the log-odds (see :meth:`explain`)."""
         from .shap import ShapNetExplainer
 
         check_is_fitted(self)
         feature_names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
-        return ShapNetExplainer(self.model_, feature_names=feature_names, output_names=self._output_names())
+        binary = self.model_.n_outputs == 2 and self._task == "classification"
+        return ShapNetExplainer(
+            self.model_, feature_names=feature_names, output_names=None if binary else self._output_names(),
+            log_odds=binary,
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        """Not a function: raises TypeError pointing to :meth:`shap_explainer` (what ``shap.Explainer(est)``
+        ends up calling)."""
+        name = type(self).__name__
+        raise TypeError(
+            f"a {name} is an estimator, not a function. To explain it with shap, use est.shap_explainer() "
+            "(or est.explain(X)): the model's own exact values in one pass. For shap's model-agnostic "
+            f"explainers pass a method, e.g. shap.Explainer(est.{'predict_proba' if self._task == 'classification' else 'predict'}, X)."
+        )
 
     def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
         tags = super().__sklearn_tags__()
@@ -543,3 +557,49 @@ class ShapNetRegressor(RegressorMixin, _ShapNetEstimator):
     def predict(self, X: object) -> np.ndarray:
         """Predictions, ``(B,)``."""
         return self._logits(X)[:, 0]
+
+
+def explain_pipeline(pipeline: Any, X: object) -> shap.Explanation:
+    """Explain raw rows with a fitted ``Pipeline`` whose last step is a ShapNet estimator.
+
+    The rows go through the pipeline's transformers (``pipeline[:-1].transform``) and are explained by the
+    final estimator (:meth:`ShapNetClassifier.explain`), so the values belong to the features the model sees.
+    The explanation carries their names (``get_feature_names_out``: the raw column names for per-column
+    transformers such as ``StandardScaler``, ``"col_value"`` style names for one-hot encoders). When the
+    transformers keep the columns one to one (same count and names, e.g. scaling or imputing), ``data`` holds
+    the raw rows, so plots show values in the user's units; otherwise it holds the transformed rows.
+
+    Args:
+        pipeline: a fitted ``sklearn.pipeline.Pipeline`` ending in a ``ShapNetClassifier`` or
+            ``ShapNetRegressor``.
+        X: raw rows, ``(B, F_raw)`` array or DataFrame, as given to ``pipeline.predict``.
+
+    Returns:
+        ``shap.Explanation`` as :meth:`ShapNetClassifier.explain` returns, with the names and data above.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(pipeline, Pipeline) or not isinstance(pipeline[-1], _ShapNetEstimator):
+        raise TypeError(
+            "explain_pipeline needs a fitted sklearn Pipeline whose last step is a ShapNetClassifier or "
+            f"ShapNetRegressor, got {type(pipeline).__name__}"
+            + (f" ending in {type(pipeline[-1]).__name__}" if isinstance(pipeline, Pipeline) else "")
+            + ". For the estimator alone use est.explain(X)."
+        )
+    transformers, final = pipeline[:-1], pipeline[-1]
+    check_is_fitted(final)
+    transformed = transformers.transform(X) if len(transformers) else X
+    ex = final.explain(transformed)
+    raw_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
+    try:
+        names = [str(n) for n in transformers.get_feature_names_out(raw_names)] if len(transformers) else raw_names
+    except (AttributeError, ValueError, TypeError):  # a transformer without get_feature_names_out
+        names = None
+    n_raw = np.shape(X)[1] if np.ndim(X) == 2 else None
+    one_to_one = n_raw == ex.values.shape[1] and (raw_names is None or names is None or names == raw_names)
+    if one_to_one:
+        ex.data = np.asarray(X, dtype=np.float64)
+        names = names if names is not None else raw_names
+    if names is not None and len(names) == ex.values.shape[1]:
+        ex.feature_names = names
+    return ex

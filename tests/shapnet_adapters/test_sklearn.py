@@ -14,19 +14,39 @@ from sklearn.datasets import load_wine
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_classifiers_train, check_regressors_train, parametrize_with_checks
 
 from shapnet import DeepShapNet, ShallowShapNet
 from shapnet_adapters.sklearn import EXPECTED_FAILED_CHECKS, ShapNetClassifier, ShapNetRegressor
 
 
+#: Every configuration the docs describe (docs/ecosystem/sklearn.md): classifier and regressor; deep, shallow
+#: and pruned deep models.
+CONFIGURATIONS = [{}, {"model": "shallow"}, {"prune": 0.5}]
+
+
 @parametrize_with_checks(
-    [ShapNetClassifier(max_epochs=3, random_state=0), ShapNetRegressor(max_epochs=3, random_state=0)],
+    [
+        estimator(max_epochs=3, random_state=0, **config)
+        for estimator in (ShapNetClassifier, ShapNetRegressor)
+        for config in CONFIGURATIONS
+    ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 @pytest.mark.filterwarnings("ignore:early_stopping holds out")
 def test_sklearn_estimator_checks(estimator, check) -> None:
+    """All of sklearn's checks; few epochs, since only the training-score checks depend on training length."""
     check(estimator)
+
+
+@pytest.mark.parametrize("config", CONFIGURATIONS, ids=["deep", "shallow", "pruned"])
+@pytest.mark.parametrize("estimator", [ShapNetClassifier, ShapNetRegressor], ids=["classifier", "regressor"])
+def test_sklearn_training_checks_pass_with_the_default_settings(estimator, config) -> None:
+    """sklearn's checks that fit and score (accuracy > 0.83, R² > 0.5) with every default (epochs, early
+    stopping) left as a user gets it: check_estimator(ShapNetRegressor(model="shallow")) passes."""
+    instance = estimator(random_state=0, **config)
+    check = check_classifiers_train if estimator is ShapNetClassifier else check_regressors_train
+    check(estimator.__name__, instance)
 
 
 def blobs(n: int = 120, f: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +104,12 @@ def test_classifier_string_labels_probabilities_and_binary_decision() -> None:
     binary = ShapNetClassifier(**FAST).fit(X, y == "setosa")
     decision = binary.decision_function(X)
     assert decision.shape == (len(X),)
-    logits = binary.explain(X).values.sum(1) + binary.explain(X).base_values  # (B, 2)
-    np.testing.assert_allclose(decision, logits[:, 1] - logits[:, 0], atol=1e-4)
-    assert binary.explain(X).values.shape == (len(X), 4, 2)
+    # A binary classifier explains its log-odds, (B, F), as shap's Linear and Tree explainers do for one.
+    ex = binary.explain(X)
+    assert ex.values.shape == (len(X), 4) and ex.base_values.shape == (len(X),) and ex.output_names is None
+    np.testing.assert_allclose(ex.values.sum(1) + ex.base_values, decision, atol=1e-4)
+    logits = binary.model_(torch.from_numpy(X).float()).detach().numpy()
+    np.testing.assert_allclose(decision, logits[:, 1] - logits[:, 0], atol=1e-5)
 
 
 def test_regressor_predicts_and_explains_one_output() -> None:
@@ -95,11 +118,16 @@ def test_regressor_predicts_and_explains_one_output() -> None:
     assert reg.predict(X).shape == (len(X),)
     assert reg.score(X, y) > 0.8
     ex = reg.explain(X)
-    assert ex.values.shape == (len(X), 3, 1) and ex.base_values.shape == (len(X), 1)
-    assert len(ex.output_names) == 1  # shap's default name
-    np.testing.assert_allclose(ex.values.sum((1, 2)) + ex.base_values[:, 0], reg.predict(X), atol=1e-4)
-    # The first feature matters most, on average.
-    assert np.abs(ex.values[..., 0]).mean(0).argmax() == 0
+    assert ex.values.shape == (len(X), 3) and ex.base_values.shape == (len(X),)  # one output, as in shap
+    assert ex.output_names is None
+    np.testing.assert_allclose(ex.values.sum(1) + ex.base_values, reg.predict(X), atol=1e-4)
+    # The first feature matters most, on average; shap's plots take the explanation as it is.
+    assert np.abs(ex.values).mean(0).argmax() == 0
+    shap.plots.waterfall(ex[0], show=False)
+    shap.plots.bar(ex, show=False)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_same_random_state_same_model_and_callers_rng_untouched() -> None:
@@ -247,6 +275,16 @@ def test_verbose_shows_a_tqdm_bar_over_epochs(capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
+def test_verbose_bar_ends_at_n_iter_under_early_stopping(capsys) -> None:
+    X, y = smooth_regression()
+    reg = ShapNetRegressor(max_epochs=200, lr=3e-2, patience=1, early_stopping=True, random_state=0,
+                           consistency=0.0, verbose=1).fit(X, y)
+    assert reg.n_iter_ < 200
+    err = capsys.readouterr().err
+    assert f"{reg.n_iter_}/{reg.n_iter_}" in err and "early stopping" in err
+    assert f"{reg.n_iter_ - 1}/{reg.n_iter_}" not in err.rsplit("\r", 1)[-1]  # the last state is complete
+
+
 def test_captum_and_shap_accessors_explain_the_fitted_model() -> None:
     X, y = blobs(n=60)
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
@@ -262,3 +300,47 @@ def test_captum_and_shap_accessors_explain_the_fitted_model() -> None:
     assert list(shap_ex.feature_names) == ["a", "b", "c", "d"]
     with pytest.raises(Exception, match="not fitted"):
         ShapNetClassifier().captum_attribution()
+
+
+def test_predict_proba_calls_the_module_directly_with_the_same_numbers() -> None:
+    """Inference bypasses skorch's DataLoader (its per-batch overhead dominated shap's many small calls);
+    the numbers are those of skorch's forward."""
+    X, y = blobs(n=200)
+    clf = ShapNetClassifier(**{**FAST, "max_epochs": 2, "batch_size": 16}).fit(X, y)
+    logits = clf.net_.forward(X.astype(np.float32), training=False).numpy().astype(np.float64)
+    np.testing.assert_allclose(clf.decision_function(X), logits, rtol=1e-5, atol=1e-6)
+    proba = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(clf.predict_proba(X), proba / proba.sum(1, keepdims=True), rtol=1e-5)
+
+
+def test_shap_explainer_on_the_estimator_points_to_shap_explainer() -> None:
+    X, y = blobs(n=60)
+    clf = ShapNetClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    with pytest.raises(TypeError, match=r"est.shap_explainer\(\)"):
+        shap.Explainer(clf, X)(X[:2])
+    values = shap.Explainer(clf.predict_proba, X[:20], algorithm="exact")(X[:2]).values
+    assert values.shape == (2, 4, 3)  # the model-agnostic route still works, through predict_proba
+
+
+def test_explain_pipeline_explains_raw_rows_with_their_names() -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    from shapnet_adapters.sklearn import explain_pipeline
+
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    pipe = make_pipeline(StandardScaler(), ShapNetClassifier(**{**FAST, "max_epochs": 3})).fit(X, y)
+    ex = explain_pipeline(pipe, X.iloc[:6])
+    assert ex.feature_names == list(X.columns)
+    np.testing.assert_allclose(ex.data, X.iloc[:6].to_numpy())  # raw units, for the plots
+    np.testing.assert_allclose(ex.values, pipe[-1].explain(pipe[:-1].transform(X.iloc[:6])).values)
+    np.testing.assert_allclose(ex.values.sum(1) + ex.base_values, pipe.decision_function(X.iloc[:6]), atol=1e-4)
+    # A transformer that changes the columns: the model's features, named by get_feature_names_out.
+    frame = pd.DataFrame({"colour": ["red", "blue", "red", "green"] * 10, "size": np.arange(40.0)})
+    target = (frame["size"] % 2).to_numpy()
+    encode = make_column_transformer((OneHotEncoder(), ["colour"]), (StandardScaler(), ["size"]))
+    mixed = make_pipeline(encode, ShapNetClassifier(**{**FAST, "max_epochs": 1})).fit(frame, target)
+    ex = explain_pipeline(mixed, frame.iloc[:3])
+    assert ex.values.shape == (3, 4) and ex.feature_names[0].startswith("onehotencoder__colour")
+    with pytest.raises(TypeError, match="last step is a ShapNetClassifier"):
+        explain_pipeline(make_pipeline(StandardScaler()).fit(X), X)
