@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Union
 
 import torch
-from captum.attr import Attribution
+from captum.attr import Attribution, LayerAttribution
 from captum.log import log_usage
+from torch import nn
 
-from shapnet import ShapNet
+from shapnet import ShapNet, ShapleyExplanation
 
-__all__ = ["ShapNetAttribution", "TargetType"]
+from ._unwrap import as_shapnet
+
+__all__ = ["ShapNetAttribution", "LayerShapNetAttribution", "TargetType"]
 
 # Every target form Captum accepts for a (B, K) output (see ShapNetAttribution.attribute).
 TargetType = Union[None, int, tuple, torch.Tensor, list]
@@ -30,8 +33,10 @@ class ShapNetAttribution(Attribution):
 
     Args:
         model: a :class:`shapnet.ShallowShapNet`, :class:`shapnet.DeepShapNet` or
-            :class:`shapnet.VisionShapNet`. It is stored as ``forward_func`` (Captum's metrics and
-            ``NoiseTunnel`` call it), so ``forward_func(x)`` returns the logits ``(B, K)``.
+            :class:`shapnet.VisionShapNet`, or one wrapped in ``nn.DataParallel`` /
+            ``DistributedDataParallel``. It is stored as ``forward_func`` (Captum's metrics and
+            ``NoiseTunnel`` call it), so ``forward_func(x)`` returns the logits ``(B, K)``; the values come
+            from the wrapped ShapNet (``model``) on its own device.
 
     Example:
         >>> attribution = ShapNetAttribution(model)
@@ -40,19 +45,14 @@ class ShapNetAttribution(Attribution):
         (True, True)
     """
 
-    def __init__(self, model: ShapNet) -> None:
-        if not isinstance(model, ShapNet):
-            raise TypeError(
-                "ShapNetAttribution needs a ShapNet (ShallowShapNet, DeepShapNet or VisionShapNet), got "
-                f"{type(model).__name__}. Other models have no built-in Shapley values: use a Captum method "
-                "such as captum.attr.ShapleyValueSampling for them."
-            )
+    def __init__(self, model: ShapNet | nn.Module) -> None:
+        self._shapnet = as_shapnet(model, "ShapNetAttribution")
         super().__init__(model)
 
     @property
     def model(self) -> ShapNet:
-        """The explained ShapNet (the same object as ``forward_func``)."""
-        return self.forward_func
+        """The explained ShapNet (``forward_func`` itself, or the module a parallel wrapper holds)."""
+        return self._shapnet
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -71,6 +71,10 @@ class ShapNetAttribution(Attribution):
         target: TargetType = None,
         additional_forward_args: object = None,
         return_convergence_delta: bool = False,
+        *,
+        internal_batch_size: int | None = None,
+        feature_mask: TensorOrTuple | None = None,
+        show_progress: bool = False,
     ) -> TensorOrTuple | tuple[TensorOrTuple, torch.Tensor]:
         """Shapley values of ``model(inputs)[target]``, one per input element.
 
@@ -85,6 +89,15 @@ class ShapNetAttribution(Attribution):
                 (per row). Negative indices count from the end. None is allowed only when ``K == 1``.
             additional_forward_args: must be None: a ShapNet's forward takes only ``x``.
             return_convergence_delta: also return ``delta`` (see below).
+            internal_batch_size: rows per explained forward pass (bounds memory, as in Captum's methods);
+                None: all rows at once. The values do not depend on it.
+            feature_mask: Captum's grouping of input elements into players. A ShapNet's players are fixed
+                (tabular features; image pixels, all channels of a pixel together), so the mask may only
+                name those: one id per feature, or for images one id per pixel shared by its channels. As in
+                Captum's perturbation methods, every element of a group then receives the group's value (for
+                images: each channel the whole pixel's value). Any other grouping defines another game,
+                whose values the model does not compute: ValueError.
+            show_progress: accepted for Captum's API; no effect (one pass, nothing to show).
 
         Returns:
             Attributions with the input's shape, ``(B, *input_shape)`` (a tensor for a tensor, a 1-tuple
@@ -95,6 +108,10 @@ class ShapNetAttribution(Attribution):
         """
         is_tuple = isinstance(inputs, tuple)
         x = _single_tensor(inputs, "inputs")
+        step = _check_batch_size(internal_batch_size, x.shape[0])
+        whole_pixels = feature_mask is not None and _check_feature_mask(feature_mask, x, self.model)
+        if not isinstance(show_progress, bool):
+            raise TypeError(f"show_progress must be a bool, got {type(show_progress).__name__}.")
         if additional_forward_args is not None:
             raise ValueError(
                 "ShapNetAttribution does not accept additional_forward_args: a ShapNet's forward takes only "
@@ -104,18 +121,24 @@ class ShapNetAttribution(Attribution):
         baseline = _single_baseline(baselines)
         model = self.model
         rows = _target_indices(target, x.shape[0], model.n_outputs)
+        parts = []
         with torch.no_grad():
-            # The core raises a ValueError explaining why a Deep/Vision ShapNet cannot use another baseline.
-            explanation = model.explain(x, baseline=baseline)
-            per_element = explanation.per_element()  # (B, *input_shape, K)
-            index = rows.to(per_element.device).view(-1, *([1] * (per_element.dim() - 1)))
-            index = index.expand(*per_element.shape[:-1], 1)
-            attributions = per_element.gather(-1, index).squeeze(-1)  # (B, *input_shape)
+            for start in range(0, x.shape[0], step):
+                chunk = slice(start, start + step)
+                # The core raises a ValueError explaining why a Deep/Vision ShapNet cannot use another baseline.
+                explanation = model.explain(x[chunk], baseline=_rows(baseline, chunk, x.shape[0]))
+                per_element = explanation.per_element()  # (b, *input_shape, K)
+                if whole_pixels:  # every channel of a pixel gets the pixel's value (Captum's group convention)
+                    per_element = per_element * per_element.shape[1]
+                index = rows[chunk].to(per_element.device).view(-1, *([1] * (per_element.dim() - 1)))
+                index = index.expand(*per_element.shape[:-1], 1)
+                parts.append(per_element.gather(-1, index).squeeze(-1))  # (b, *input_shape)
+        attributions = torch.cat(parts)  # (B, *input_shape)
         result: TensorOrTuple = (attributions,) if is_tuple else attributions
         if not return_convergence_delta:
             return result
         start = model.reference if baseline is None else baseline
-        delta = self.compute_convergence_delta(attributions, start, x, target=target)
+        delta = self.compute_convergence_delta(attributions / (x.shape[1] if whole_pixels else 1), start, x, target=target)
         return result, delta
 
     def compute_convergence_delta(
@@ -160,6 +183,49 @@ class ShapNetAttribution(Attribution):
             start_out = self.model(start).gather(1, rows).squeeze(1)
         total = attr.flatten(1).to(torch.float64).sum(1)  # flatten: also for an empty batch
         return total - (end_out.to(torch.float64) - start_out.to(torch.float64))
+
+
+def _check_batch_size(value: object, batch: int) -> int:
+    """``internal_batch_size`` as a positive row count (all rows for None)."""
+    if value is None:
+        return max(batch, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"internal_batch_size must be None or a positive int, got {value!r}.")
+    return value
+
+
+def _rows(baseline: object, chunk: slice, batch: int) -> object:
+    """The rows of a per-row baseline ``(B, ...)`` that belong to ``chunk``; other baselines unchanged."""
+    if isinstance(baseline, torch.Tensor) and baseline.dim() >= 2 and baseline.shape[0] == batch and batch > 1:
+        return baseline[chunk]
+    return baseline
+
+
+def _check_feature_mask(feature_mask: TensorOrTuple, x: torch.Tensor, model: ShapNet) -> bool:
+    """Validate that ``feature_mask`` names the model's own players; True when it groups image channels by
+    pixel (each channel then takes the pixel's whole value), False when every element is its own group."""
+    mask = _single_tensor(feature_mask, "feature_mask")
+    if mask.is_floating_point() or mask.dtype == torch.bool:
+        raise TypeError(f"feature_mask must hold integer group ids, as in Captum, got dtype {mask.dtype}.")
+    try:
+        mask = torch.broadcast_to(mask, x.shape).reshape(x.shape[0], x.shape[1], -1)  # (B, C or F, H*W or 1)
+    except RuntimeError as err:
+        raise ValueError(
+            f"feature_mask must broadcast to the inputs' shape {tuple(x.shape)}, got {tuple(mask.shape)}."
+        ) from err
+    image = len(model.input_shape) == 3
+    players = mask[:, 0] if image else mask[..., 0]  # (B, H*W) pixel ids, or (B, F) feature ids
+    same_per_pixel = not image or bool((mask == mask[:, :1]).all())
+    distinct = all(len(torch.unique(row)) == row.numel() for row in players)
+    if not (same_per_pixel and distinct):
+        what = "one id per pixel, shared by its channels" if image else "a different id for every feature"
+        raise ValueError(
+            f"feature_mask may only name the ShapNet's own players ({what}): a ShapNet computes the Shapley "
+            "values of the game whose players are its input features (pixels for images), and a mask that "
+            "groups several of them defines another game, whose values the model does not compute. Drop "
+            "feature_mask, or use captum.attr.ShapleyValueSampling(model) with it for sampled group values."
+        )
+    return image and x.shape[1] > 1
 
 
 def _single_tensor(value: TensorOrTuple, name: str) -> torch.Tensor:
@@ -259,3 +325,115 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
             f"outputs, got {sorted(set(indices[bad].tolist()))}."
         )
     return (indices % n_outputs)[:batch]
+
+
+class LayerShapNetAttribution(LayerAttribution):
+    """The Shapley values of any layer of a ShapNet: the paper's layer-wise explanations, through Captum.
+
+    Layer ``l`` of a Deep or Vision ShapNet carries a Shapley representation ``Phi^(l)``: one vector of
+    ``C_l`` channels per input feature (pixel), the output of layer ``l`` after its residual (DESIGN §4).
+    ``attribute`` returns it, as ``model.explain(x, layers=True).layers[l]`` holds it, in the layout of the
+    layer's output (as Captum's layer methods do): ``(B, F, C_l)`` for tabular models (padding features
+    dropped), ``(B, C_l, H, W)`` for images. The last layer's channels are the model's outputs, so there
+    ``target`` picks the output and the result is ``(B, F)`` / ``(B, H, W)``: the model's own explanation.
+
+    Args:
+        model: a ShapNet (or one wrapped in ``nn.DataParallel`` / ``DistributedDataParallel``).
+        layer: a Shapley layer of the model (``model.layers[l]``, ``model.stages[l]``, ``model.layer`` of a
+            Shallow ShapNet) or its index ``l``.
+        device_ids: Captum's argument, unused (the values come from one explained pass of the ShapNet).
+
+    Example:
+        >>> attribution = LayerShapNetAttribution(model, model.layers[1])
+        >>> phi = attribution.attribute(x)  # (B, F, C_1)
+    """
+
+    def __init__(self, model: ShapNet | nn.Module, layer: nn.Module | int, device_ids: list[int] | None = None) -> None:
+        shapnet = as_shapnet(model, "LayerShapNetAttribution")
+        layers = _shapley_layers(shapnet)
+        if isinstance(layer, bool) or not isinstance(layer, (int, nn.Module)):
+            raise TypeError(f"layer must be a Shapley layer of the model or its index, got {type(layer).__name__}.")
+        if isinstance(layer, int):
+            if not -len(layers) <= layer < len(layers):
+                raise ValueError(f"layer index must lie in [{-len(layers)}, {len(layers) - 1}], got {layer}.")
+            index = layer % len(layers)
+        else:
+            matches = [i for i, candidate in enumerate(layers) if candidate is layer]
+            if not matches:
+                raise ValueError(
+                    f"layer must be one of the model's {len(layers)} Shapley layers ({type(layers[0]).__name__}s "
+                    f"in {'model.layer' if len(layers) == 1 else 'model.layers / model.stages'}), got "
+                    f"a {type(layer).__name__} that is not one of them."
+                )
+            index = matches[0]
+        self._shapnet, self.index = shapnet, index
+        super().__init__(model, layers[index], device_ids)
+
+    @property
+    def model(self) -> ShapNet:
+        return self._shapnet
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        target: TargetType = None,
+        additional_forward_args: object = None,
+        attribute_to_layer_input: bool = False,
+        *,
+        internal_batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """The layer's Shapley representation at ``inputs``.
+
+        Args:
+            inputs: ``(B, *input_shape)`` or a 1-tuple of it.
+            target: None for every channel; else the channel (for the last layer: the output) to return, in
+                any of Captum's forms (see :meth:`ShapNetAttribution.attribute`).
+            additional_forward_args: must be None.
+            attribute_to_layer_input: return the representation the layer receives, ``Phi^(l-1)``
+                (``x - reference`` for the first layer), instead of its own.
+            internal_batch_size: rows per explained pass; None: all at once.
+
+        Returns:
+            ``(B, F, C)`` (tabular) or ``(B, C, H, W)`` (images), or without the channel axis for a target.
+        """
+        x = _single_tensor(inputs, "inputs")
+        if additional_forward_args is not None:
+            raise ValueError("LayerShapNetAttribution does not accept additional_forward_args (see ShapNetAttribution).")
+        step = _check_batch_size(internal_batch_size, x.shape[0])
+        index = self.index - 1 if attribute_to_layer_input else self.index
+        parts = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], step):
+                chunk = x[start : start + step]
+                parts.append(_representation(self.model, chunk, index))
+        phi = torch.cat(parts)  # (B, F, C) or (B, H, W, C): channel-last
+        if target is not None:
+            rows = _target_indices(target, x.shape[0], phi.shape[-1]).to(phi.device)
+            index_t = rows.view(-1, *([1] * (phi.dim() - 1))).expand(*phi.shape[:-1], 1)
+            return phi.gather(-1, index_t).squeeze(-1)
+        return phi.permute(0, 3, 1, 2) if phi.dim() == 4 else phi
+
+
+def _shapley_layers(model: ShapNet) -> list[nn.Module]:
+    """The model's Shapley layers in order: ``layers`` (Deep), ``stages`` (Vision) or the single ``layer``."""
+    for name in ("layers", "stages"):
+        if isinstance(getattr(model, name, None), nn.ModuleList):
+            return list(getattr(model, name))
+    return [model.layer]
+
+
+def _representation(model: ShapNet, x: torch.Tensor, index: int) -> torch.Tensor:
+    """``Phi^(index)`` channel-last: ``(B, F, C)`` or ``(B, H, W, C)``; ``index = -1`` is ``x - reference``."""
+    if index < 0:
+        delta = x - model.reference.to(x)
+        return delta.unsqueeze(-1) if delta.dim() == 2 else delta.permute(0, 2, 3, 1)
+    explanation: ShapleyExplanation = model.explain(x, layers=True)
+    return explanation.layers[index]
