@@ -1,8 +1,10 @@
 """shapnet_adapters: ShapNets plugged into Captum, shap and Quantus.
 
-- :class:`ShapNetAttribution` (``shapnet_adapters.captum``): a ``captum.attr.Attribution``.
+- :class:`ShapNetAttribution` (``shapnet_adapters.captum``): a ``captum.attr.Attribution``;
+  :class:`LayerShapNetAttribution`: a Captum ``LayerAttribution`` returning any layer's Shapley values.
 - :class:`ShapNetExplainer` (``shapnet_adapters.shap``): a ``shap.Explainer``.
-- :func:`explain_func` and :class:`TabularAsImage` (``shapnet_adapters.quantus``): for Quantus metrics.
+- :func:`explain_func`, :class:`QuantusModel` and :class:`TabularAsImage` (``shapnet_adapters.quantus``): for
+  Quantus metrics.
 - :func:`explain_dataframe`, :func:`explain_array` and :func:`explain_files` (``shapnet_adapters.dask``): batch
   explanation of tables and arrays that do not fit in memory (``python -m shapnet.explain``).
 
@@ -16,19 +18,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .captum import ShapNetAttribution
-    from .quantus import TabularAsImage, explain_func
+    from .captum import LayerShapNetAttribution, ShapNetAttribution
+    from .quantus import QuantusModel, TabularAsImage, explain_func
     from .shap import ShapNetExplainer
 
 # public name -> submodule defining it
 _EXPORTS = {
+    "LayerShapNetAttribution": "captum",
     "ShapNetAttribution": "captum",
     "ShapNetExplainer": "shap",
+    "QuantusModel": "quantus",
     "TabularAsImage": "quantus",
     "explain_func": "quantus",
 }
 
-__all__ = ["ShapNetAttribution", "ShapNetExplainer", "TabularAsImage", "explain_func"]
+__all__ = [
+    "LayerShapNetAttribution", "QuantusModel", "ShapNetAttribution", "ShapNetExplainer", "TabularAsImage", "explain_func",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -53,7 +53,7 @@ def test_tabular_as_image(shallow) -> None:
     np.testing.assert_allclose(a[:, 0], own_values(shallow, x, targets), rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match=r"\(B, 1, 5\)"):
         wrapped(torch.from_numpy(x))
-    with pytest.raises(ValueError, match=r"\(B, 1, F\)"):
+    with pytest.raises(ValueError, match=r"\(B, 1, 5\)"):
         explain_func(model=wrapped, inputs=x, targets=targets)
     with pytest.raises(TypeError, match="tabular ShapNet"):
         TabularAsImage(torch.nn.Linear(5, 3))
