@@ -39,11 +39,15 @@ def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
 
 
-@pytest.mark.parametrize("config", CONFIGURATIONS, ids=["deep", "shallow", "pruned"])
-@pytest.mark.parametrize("estimator", [ShapNetClassifier, ShapNetRegressor], ids=["classifier", "regressor"])
+@pytest.mark.parametrize(
+    ("estimator", "config"), [(ShapNetRegressor, {"model": "shallow"}), (ShapNetClassifier, {})],
+    ids=["regressor-shallow", "classifier-deep"],
+)
 def test_sklearn_training_checks_pass_with_the_default_settings(estimator, config) -> None:
     """sklearn's checks that fit and score (accuracy > 0.83, R² > 0.5) with every default (epochs, early
-    stopping) left as a user gets it: check_estimator(ShapNetRegressor(model="shallow")) passes."""
+    stopping) left as a user gets it: check_estimator(ShapNetRegressor(model="shallow")) used to fail here
+    with patience 5 (R² 0.34). The other configurations pass every check above at max_epochs=3; each full
+    default fit costs tens of seconds, so only these two run at full length."""
     instance = estimator(random_state=0, **config)
     check = check_classifiers_train if estimator is ShapNetClassifier else check_regressors_train
     check(estimator.__name__, instance)
