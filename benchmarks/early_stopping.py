@@ -8,7 +8,8 @@ split, best weights restored). Datasets: the scikit-learn bundled ``breast_cance
 ``diabetes``, and a real regression task, UCI Adult's ``hours-per-week`` predicted from the other census
 columns (needs ``$SHAPNET_DATA``; skipped otherwise).
 
-Usage: ``python -m benchmarks.early_stopping --out results/early_stopping [--seeds 0 1] [--max-train 3000]``.
+Usage: ``python -m benchmarks.early_stopping --out results/early_stopping [--seeds 0 1] [--max-train 3000]
+[--settings full es5 es20] [--models deep shallow]``.
 Writes ``scores.csv`` (one row per fit, resumable: finished fits are kept and skipped) and ``summary.csv``
 (mean per dataset, model and setting), and prints the summary.
 """
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-train", type=int, default=3000, help="training rows of the Adult task")
     parser.add_argument("--models", nargs="+", default=["deep", "shallow"])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for data in datasets(args.max_train, seed):
             for model in args.models:
-                for setting in SETTINGS:
+                for setting in args.settings:
                     if (data.name, model, setting, seed) in done:
                         continue
                     row = fit_and_score(data, model, setting, seed)
