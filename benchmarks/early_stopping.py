@@ -9,7 +9,7 @@ split, best weights restored). Datasets: the scikit-learn bundled ``breast_cance
 columns (needs ``$SHAPNET_DATA``; skipped otherwise).
 
 Usage: ``python -m benchmarks.early_stopping --out results/early_stopping [--seeds 0 1] [--max-train 3000]
-[--settings full es5 es20] [--models deep shallow]``.
+[--settings full es5 es20] [--models deep shallow] [--datasets ...]``.
 Writes ``scores.csv`` (one row per fit, resumable: finished fits are kept and skipped) and ``summary.csv``
 (mean per dataset, model and setting), and prints the summary.
 """
@@ -53,9 +53,12 @@ def adult_hours(max_train: int, seed: int) -> SimpleNamespace | None:
     )
 
 
-def datasets(max_train: int, seed: int) -> list[Dataset]:
-    found = [load_dataset(name, random_state=seed) for name in ("breast_cancer", "wine", "diabetes")]
-    adult = adult_hours(max_train, seed)
+DATASETS = ("breast_cancer", "wine", "diabetes", "adult_hours")
+
+
+def datasets(names: list[str], max_train: int, seed: int) -> list[Dataset]:
+    found = [load_dataset(name, random_state=seed) for name in names if name != "adult_hours"]
+    adult = adult_hours(max_train, seed) if "adult_hours" in names else None
     return found + ([adult] if adult is not None else [])
 
 
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train", type=int, default=3000, help="training rows of the Adult task")
     parser.add_argument("--models", nargs="+", default=["deep", "shallow"])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = list(csv.DictReader(path.open())) if path.exists() else []
     done = {(r["dataset"], r["model"], r["setting"], int(r["seed"])) for r in rows}
     for seed in args.seeds:
-        for data in datasets(args.max_train, seed):
+        for data in datasets(args.datasets, args.max_train, seed):
             for model in args.models:
                 for setting in args.settings:
                     if (data.name, model, setting, seed) in done:

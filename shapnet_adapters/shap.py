@@ -21,9 +21,11 @@ import pandas as pd
 import shap
 import torch
 
-from shapnet import ShallowShapNet, ShapNet, ShapleyExplanation
+from shapnet import ShallowShapNet, ShapNet
 from shapnet import load as load_shapnet
 from shapnet import save as save_shapnet
+
+from ._unwrap import as_shapnet
 
 __all__ = ["ShapNetExplainer", "ShapNetModel", "ALGORITHMS"]
 
@@ -51,8 +53,7 @@ class ShapNetModel(shap.models.Model):
         if isinstance(model, ShapNetModel):
             log_odds = log_odds or model.log_odds
             model = model.shapnet
-        if not isinstance(model, ShapNet):
-            raise TypeError(f"ShapNetModel wraps a ShapNet, got {type(model).__name__}.")
+        model = as_shapnet(model, type(self).__name__)
         self.shapnet = model
         self.log_odds = bool(log_odds)
         if self.log_odds and model.n_outputs != 2:
@@ -116,7 +117,8 @@ class ShapNetExplainer(shap.Explainer):
     module is ``explainer.shapnet``.
 
     Args:
-        model: a ShapNet (Shallow, Deep or Vision), or a :class:`ShapNetModel`.
+        model: a ShapNet (Shallow, Deep or Vision), one wrapped in ``nn.DataParallel`` /
+            ``DistributedDataParallel``, or a :class:`ShapNetModel`.
         masker: what "absent" means. None: the model's reference (the game the ShapNet explains). Background
             data (an array or DataFrame ``(G, F)``, or a ``shap.maskers.Independent``): for a
             :class:`~shapnet.ShallowShapNet` the values are then the exact average of its Shapley values
@@ -150,14 +152,14 @@ class ShapNetExplainer(shap.Explainer):
         log_odds: bool = False,
         **kwargs: Any,
     ) -> None:
-        if isinstance(model, (ShapNet, ShapNetModel)):
+        try:
             wrapped = ShapNetModel(model, log_odds=log_odds)
-        else:
+        except TypeError:
             raise TypeError(
                 "ShapNetExplainer needs a ShapNet (ShallowShapNet, DeepShapNet or VisionShapNet), got "
                 f"{type(model).__name__}. For other models use shap.Explainer(model, masker); for a fitted "
                 "ShapNetClassifier/ShapNetRegressor use its shap_explainer() method."
-            )
+            ) from None
         if kwargs:
             raise TypeError(
                 f"ShapNetExplainer got unexpected keyword arguments {sorted(kwargs)}; it takes shap.Explainer's "

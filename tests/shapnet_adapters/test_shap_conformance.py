@@ -130,6 +130,7 @@ def test_model_is_callable_on_numpy_and_plugs_into_shaps_explainers() -> None:
     permutation = shap.explainers.Permutation(explainer.model, explainer.masker)(DATA[:2], max_evals=30)
     assert permutation.values.shape == (2, 5, 3)
     assert isinstance(explainer.model, ShapNetModel) and explainer.model.shapnet is model
+    assert ShapNetExplainer(torch.nn.DataParallel(model)).shapnet is model  # parallel wrappers are unwrapped
 
 
 def test_call_keywords_are_accepted_and_never_change_the_values() -> None:
