@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=610)
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--explain", type=int, default=5, help="rows explained with shap's Permutation explainer")
+    parser.add_argument("--explain", type=int, default=5, help="rows explained with shap's Permutation explainer (0: skip)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.rows, args.features)).astype(np.float32)
@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     import shap
 
     background = X[:100]
-    for name, fn in (("predict_proba (direct)", clf.predict_proba), ("skorch forward (before)", skorch_path)):
+    for name, fn in (("predict_proba (direct)", clf.predict_proba), ("skorch forward (before)", skorch_path))[
+        : 2 if args.explain else 0
+    ]:
         start = time.perf_counter()
         shap.Explainer(fn, background, algorithm="permutation")(X[: args.explain], silent=True)
         print(f"shap Permutation, {args.explain} rows, {name}: {time.perf_counter() - start:.2f} s")
