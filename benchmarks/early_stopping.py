@@ -47,9 +47,12 @@ def adult_hours(max_train: int, seed: int) -> SimpleNamespace | None:
     keep = [i for i in range(data.n_features) if i != column]
     n_test = min(len(data.X_test), 5000)
     return SimpleNamespace(
-        name="adult_hours", task="regression",
-        X_train=data.X_train[:, keep], y_train=data.X_train[:, column].astype(np.float32),
-        X_test=data.X_test[:n_test, keep], y_test=data.X_test[:n_test, column].astype(np.float32),
+        name="adult_hours",
+        task="regression",
+        X_train=data.X_train[:, keep],
+        y_train=data.X_train[:, column].astype(np.float32),
+        X_test=data.X_test[:n_test, keep],
+        y_test=data.X_test[:n_test, column].astype(np.float32),
     )
 
 
@@ -75,8 +78,12 @@ def fit_and_score(data: Dataset, model: str, setting: str, seed: int) -> dict:
     estimator.fit(data.X_train, y_train)
     seconds = time.perf_counter() - start
     return {
-        "dataset": data.name, "model": model, "setting": setting, "seed": seed,
-        "score": round(float(estimator.score(data.X_test, y_test)), 4), "epochs": estimator.n_iter_,
+        "dataset": data.name,
+        "model": model,
+        "setting": setting,
+        "seed": seed,
+        "score": round(float(estimator.score(data.X_test, y_test)), 4),
+        "epochs": estimator.n_iter_,
         "seconds": round(seconds, 2),
     }
 
@@ -121,9 +128,13 @@ def main(argv: list[str] | None = None) -> int:
             score = np.mean([float(r["score"]) for r in group])
             epochs = np.mean([float(r["epochs"]) for r in group])
             seconds = np.mean([float(r["seconds"]) for r in group])
-            writer.writerow([name, model, setting, len(group), f"{score:.4f}", f"{epochs:.1f}", f"{seconds:.1f}"])
+            writer.writerow(
+                [name, model, setting, len(group), f"{score:.4f}", f"{epochs:.1f}", f"{seconds:.1f}"]
+            )
             print(f"{name:<14}{model:<9}{setting:<8}{score:>8.4f}{epochs:>8.1f}{seconds:>9.1f}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared); wrote {out}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared); wrote {out}"
+    )
     return 0
 
 

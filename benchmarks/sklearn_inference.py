@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=610)
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--explain", type=int, default=5, help="rows explained with shap's Permutation explainer (0: skip)")
+    parser.add_argument(
+        "--explain", type=int, default=5, help="rows explained with shap's Permutation explainer (0: skip)"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.rows, args.features)).astype(np.float32)
@@ -52,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             return clf.model_(torch.from_numpy(data)).numpy()
 
     np.testing.assert_allclose(clf.predict_proba(X), skorch_path(X), rtol=1e-5, atol=1e-7)
-    paths = {"predict_proba (direct)": clf.predict_proba, "skorch forward (before)": skorch_path, "raw module": raw}
+    paths = {
+        "predict_proba (direct)": clf.predict_proba,
+        "skorch forward (before)": skorch_path,
+        "raw module": raw,
+    }
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.repeats):
         for rows in (args.rows, 10):
@@ -74,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         shap.Explainer(fn, background, algorithm="permutation")(X[: args.explain], silent=True)
         print(f"shap Permutation, {args.explain} rows, {name}: {time.perf_counter() - start:.2f} s")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs; torch threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs; torch threads "
+        f"{torch.get_num_threads()}"
+    )
     return 0
 
 

@@ -33,7 +33,12 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LayerShapNetAttribution", "QuantusModel", "ShapNetAttribution", "ShapNetExplainer", "TabularAsImage", "explain_func",
+    "LayerShapNetAttribution",
+    "QuantusModel",
+    "ShapNetAttribution",
+    "ShapNetExplainer",
+    "TabularAsImage",
+    "explain_func",
 ]
 
 

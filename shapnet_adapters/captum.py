@@ -13,11 +13,11 @@ from captum.attr import Attribution, LayerAttribution
 from captum.log import log_usage
 from torch import nn
 
-from shapnet import ShapNet, ShapleyExplanation
+from shapnet import ShapleyExplanation, ShapNet
 
 from ._unwrap import as_shapnet
 
-__all__ = ["ShapNetAttribution", "LayerShapNetAttribution", "TargetType"]
+__all__ = ["LayerShapNetAttribution", "ShapNetAttribution", "TargetType"]
 
 # Every target form Captum accepts for a (B, K) output (see ShapNetAttribution.attribute).
 TargetType = Union[None, int, tuple, torch.Tensor, list]
@@ -128,7 +128,9 @@ class ShapNetAttribution(Attribution):
                 # The core raises a ValueError explaining why a Deep/Vision ShapNet cannot use another baseline.
                 explanation = model.explain(x[chunk], baseline=_rows(baseline, chunk, x.shape[0]))
                 per_element = explanation.per_element()  # (b, *input_shape, K)
-                if whole_pixels:  # every channel of a pixel gets the pixel's value (Captum's group convention)
+                if (
+                    whole_pixels
+                ):  # every channel of a pixel gets the pixel's value (Captum's group convention)
                     per_element = per_element * per_element.shape[1]
                 index = rows[chunk].to(per_element.device).view(-1, *([1] * (per_element.dim() - 1)))
                 index = index.expand(*per_element.shape[:-1], 1)
@@ -138,7 +140,9 @@ class ShapNetAttribution(Attribution):
         if not return_convergence_delta:
             return result
         start = model.reference if baseline is None else baseline
-        delta = self.compute_convergence_delta(attributions / (x.shape[1] if whole_pixels else 1), start, x, target=target)
+        delta = self.compute_convergence_delta(
+            attributions / (x.shape[1] if whole_pixels else 1), start, x, target=target
+        )
         return result, delta
 
     def compute_convergence_delta(
@@ -176,7 +180,9 @@ class ShapNetAttribution(Attribution):
                 f"start_point must broadcast to the inputs' shape {tuple(x.shape)}, got {tuple(start.shape)}."
             ) from err
         if attr.shape != x.shape:
-            raise ValueError(f"attributions must have the inputs' shape {tuple(x.shape)}, got {tuple(attr.shape)}.")
+            raise ValueError(
+                f"attributions must have the inputs' shape {tuple(x.shape)}, got {tuple(attr.shape)}."
+            )
         rows = _target_indices(target, x.shape[0], self.model.n_outputs).to(x.device).unsqueeze(1)
         with torch.no_grad():
             end_out = self.model(x).gather(1, rows).squeeze(1)
@@ -196,7 +202,12 @@ def _check_batch_size(value: object, batch: int) -> int:
 
 def _rows(baseline: object, chunk: slice, batch: int) -> object:
     """The rows of a per-row baseline ``(B, ...)`` that belong to ``chunk``; other baselines unchanged."""
-    if isinstance(baseline, torch.Tensor) and baseline.dim() >= 2 and baseline.shape[0] == batch and batch > 1:
+    if (
+        isinstance(baseline, torch.Tensor)
+        and baseline.dim() >= 2
+        and baseline.shape[0] == batch
+        and batch > 1
+    ):
         return baseline[chunk]
     return baseline
 
@@ -305,7 +316,9 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
             )
     elif isinstance(target, list):
         if len(target) != batch:
-            raise ValueError(f"a list target needs one entry per row: expected {batch} entries, got {len(target)}.")
+            raise ValueError(
+                f"a list target needs one entry per row: expected {batch} entries, got {len(target)}."
+            )
         flat = []
         for position, entry in enumerate(target):
             if isinstance(entry, tuple):
@@ -348,11 +361,15 @@ class LayerShapNetAttribution(LayerAttribution):
         >>> phi = attribution.attribute(x)  # (B, F, C_1)
     """
 
-    def __init__(self, model: ShapNet | nn.Module, layer: nn.Module | int, device_ids: list[int] | None = None) -> None:
+    def __init__(
+        self, model: ShapNet | nn.Module, layer: nn.Module | int, device_ids: list[int] | None = None
+    ) -> None:
         shapnet = as_shapnet(model, "LayerShapNetAttribution")
         layers = _shapley_layers(shapnet)
         if isinstance(layer, bool) or not isinstance(layer, (int, nn.Module)):
-            raise TypeError(f"layer must be a Shapley layer of the model or its index, got {type(layer).__name__}.")
+            raise TypeError(
+                f"layer must be a Shapley layer of the model or its index, got {type(layer).__name__}."
+            )
         if isinstance(layer, int):
             if not -len(layers) <= layer < len(layers):
                 raise ValueError(f"layer index must lie in [{-len(layers)}, {len(layers) - 1}], got {layer}.")
@@ -406,7 +423,9 @@ class LayerShapNetAttribution(LayerAttribution):
         """
         x = _single_tensor(inputs, "inputs")
         if additional_forward_args is not None:
-            raise ValueError("LayerShapNetAttribution does not accept additional_forward_args (see ShapNetAttribution).")
+            raise ValueError(
+                "LayerShapNetAttribution does not accept additional_forward_args (see ShapNetAttribution)."
+            )
         step = _check_batch_size(internal_batch_size, x.shape[0])
         index = self.index - 1 if attribute_to_layer_input else self.index
         parts = []

@@ -19,7 +19,15 @@ from shapnet import ShapNet
 
 from ._unwrap import as_shapnet
 
-__all__ = ["QuantusModel", "TabularAsImage", "InputShift", "explain_func", "auc", "Completeness", "METHOD_NAMES"]
+__all__ = [
+    "METHOD_NAMES",
+    "Completeness",
+    "InputShift",
+    "QuantusModel",
+    "TabularAsImage",
+    "auc",
+    "explain_func",
+]
 
 #: Values of ``explain_func_kwargs["method"]`` that name this explanation (case-insensitive).
 METHOD_NAMES = ("shapnet", "shapley", "shapnet_shapley")
@@ -83,13 +91,23 @@ class QuantusModel(nn.Module):
     def model_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the ShapNet sees: the shifted input, ``(B, F)`` for tables."""
         shape = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
-        if shape is not None and len(self.model.input_shape) == 1 and shape == (1, 1, self.model.input_shape[0]):
+        if (
+            shape is not None
+            and len(self.model.input_shape) == 1
+            and shape == (1, 1, self.model.input_shape[0])
+        ):
             x = x.reshape(x.shape[0], *self.input_shape)  # (B, 1, 1, F): Quantus' image reshape of a table
         elif shape != self.input_shape:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            hint = " Reshape the table with X.reshape(len(X), 1, -1)." if len(self.model.input_shape) == 1 else ""
-            raise ValueError(f"{type(self).__name__} expects x of shape (B, {', '.join(map(str, self.input_shape))}), "
-                             f"got {got}.{hint}")
+            hint = (
+                " Reshape the table with X.reshape(len(X), 1, -1)."
+                if len(self.model.input_shape) == 1
+                else ""
+            )
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape (B, {', '.join(map(str, self.input_shape))}), "
+                f"got {got}.{hint}"
+            )
         z = self.shift(x)
         return z.reshape(z.shape[0], -1) if len(self.model.input_shape) == 1 else z
 
@@ -101,7 +119,11 @@ class TabularAsImage(QuantusModel):
     """:class:`QuantusModel` for a tabular ShapNet (input shape ``(F,)``), shown to Quantus as ``(B, 1, F)``."""
 
     def __init__(self, model: ShapNet | nn.Module) -> None:
-        shapnet = model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+        shapnet = (
+            model.module
+            if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+            else model
+        )
         if not isinstance(shapnet, ShapNet) or len(shapnet.input_shape) != 1:
             got = type(model).__name__ + (
                 f" with input shape {shapnet.input_shape}" if isinstance(shapnet, ShapNet) else ""
@@ -247,7 +269,6 @@ def _target_indices(targets: object, batch: int, n_outputs: int) -> torch.Tensor
     return torch.from_numpy(array % n_outputs)
 
 
-
 def __getattr__(name: str) -> object:
     if name == "Completeness":  # built on first use, so that importing this module does not import Quantus
         value = _completeness_class()
@@ -272,7 +293,7 @@ def _completeness_class() -> type:
             super().__init__(*args, **kwargs)
             self.rtol, self.atol = float(rtol), float(atol)
 
-        def evaluate_batch(self, model, x_batch, y_batch, a_batch, **kwargs):  # noqa: ANN001, ANN201
+        def evaluate_batch(self, model, x_batch, y_batch, a_batch, **kwargs):
             batch = x_batch.shape[0]
             flat = x_batch.reshape(batch, -1)
             indices = np.tile(np.arange(flat.shape[1]), (batch, 1))

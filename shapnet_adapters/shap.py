@@ -27,7 +27,7 @@ from shapnet import save as save_shapnet
 
 from ._unwrap import as_shapnet
 
-__all__ = ["ShapNetExplainer", "ShapNetModel", "ALGORITHMS"]
+__all__ = ["ALGORITHMS", "ShapNetExplainer", "ShapNetModel"]
 
 #: ``algorithm`` values accepted: shap's names of Shapley-value estimators. A ShapNet's values do not
 #: depend on it (they come from the forward pass). ``"partition"`` (Owen values) is refused.
@@ -57,7 +57,9 @@ class ShapNetModel(shap.models.Model):
         self.shapnet = model
         self.log_odds = bool(log_odds)
         if self.log_odds and model.n_outputs != 2:
-            raise ValueError(f"log_odds=True needs a model with 2 outputs (a binary classifier), got {model.n_outputs}.")
+            raise ValueError(
+                f"log_odds=True needs a model with 2 outputs (a binary classifier), got {model.n_outputs}."
+            )
         super().__init__(self.predict)
 
     @property
@@ -84,14 +86,16 @@ class ShapNetModel(shap.models.Model):
             save_shapnet(self.shapnet, path)
             with open(path, "rb") as handle:
                 checkpoint = handle.read()
-        pickle.dump({"format": "shapnet.ShapNetModel", "checkpoint": checkpoint, "log_odds": self.log_odds}, out_file)
+        pickle.dump(
+            {"format": "shapnet.ShapNetModel", "checkpoint": checkpoint, "log_odds": self.log_odds}, out_file
+        )
 
     @classmethod
     def load(cls, in_file: BinaryIO, instantiate: bool = True) -> ShapNetModel | dict[str, Any]:
         """Read what :meth:`save` wrote (shap calls this from ``Explainer.load``)."""
         if instantiate:
             return cls._instantiated_load(in_file)
-        block = pickle.load(in_file)  # noqa: S301 (shap's own format is a pickle stream)
+        block = pickle.load(in_file)
         if not isinstance(block, dict) or block.get("format") != "shapnet.ShapNetModel":
             raise ValueError("the stream does not hold a ShapNetModel written by ShapNetModel.save.")
         with tempfile.TemporaryDirectory() as folder:
@@ -179,7 +183,9 @@ class ShapNetExplainer(shap.Explainer):
                 "values. Use algorithm='auto' (or 'exact')."
             )
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {list(ALGORITHMS)} or 'partition', got {algorithm!r}.")
+            raise ValueError(
+                f"algorithm must be one of {list(ALGORITHMS)} or 'partition', got {algorithm!r}."
+            )
         n_features = net.input_shape[0] if len(net.input_shape) == 1 else None
         if feature_names is not None:
             if n_features is None:
@@ -202,7 +208,11 @@ class ShapNetExplainer(shap.Explainer):
         # A plain super().__init__ call: the base class only rebinds __class__ when the class IS Explainer.
         # It wraps a 2-D array or DataFrame into shap.maskers.Independent, as for shap's own explainers.
         super().__init__(
-            wrapped, masker=masker, link=link, feature_names=feature_names, output_names=output_names,
+            wrapped,
+            masker=masker,
+            link=link,
+            feature_names=feature_names,
+            output_names=output_names,
             linearize_link=linearize_link,
         )
         self._background = self._check_masker(self._masker)
@@ -242,10 +252,11 @@ class ShapNetExplainer(shap.Explainer):
                 layouts = [value] + ([np.moveaxis(value, -1, 0)] if value.ndim == 3 else [])
                 if any(v.shape == ref.shape and np.allclose(v, ref, rtol=1e-5, atol=1e-6) for v in layouts):
                     return None
+            shown = value if isinstance(value, str) else "an array"
             raise ValueError(
                 "an image ShapNet explains against its own reference: pass masker=None or "
                 "shap.maskers.Image(model.reference.numpy()); blurring or inpainting maskers define another "
-                f"game, which the model cannot play exactly (got mask_value={value if isinstance(value, str) else '...'})."
+                f"game, which the model cannot play exactly (got mask_value={shown})."
             )
         data = getattr(masker, "data", None)
         if not isinstance(masker, shap.maskers.Independent) or data is None:
@@ -254,9 +265,10 @@ class ShapNetExplainer(shap.Explainer):
                 f"shap.maskers.Independent, got {type(masker).__name__}."
             )
         data = np.asarray(data.to_numpy() if isinstance(data, pd.DataFrame) else data, dtype=np.float64)
+        n_features = net.input_shape[0] if len(net.input_shape) == 1 else "F"
         if len(net.input_shape) != 1 or data.ndim != 2 or data.shape[1] != net.input_shape[0]:
             raise ValueError(
-                f"the masker's background data must have shape (G, {net.input_shape[0] if len(net.input_shape) == 1 else 'F'}) "
+                f"the masker's background data must have shape (G, {n_features}) "
                 f"for this model (input shape {net.input_shape}), got {data.shape}."
             )
         background = torch.tensor(data).to(net.reference)
@@ -304,7 +316,9 @@ class ShapNetExplainer(shap.Explainer):
             ``(B, n)`` or ``(B,)``, and ``data`` ``(B, *input_shape)``.
         """
         if len(args) != 1:
-            raise TypeError(f"a ShapNet takes one input, so call explainer(X) with one argument, got {len(args)}.")
+            raise TypeError(
+                f"a ShapNet takes one input, so call explainer(X) with one argument, got {len(args)}."
+            )
         _check_call_keywords(max_evals, batch_size)
         x, feature_names = self._prepare(args[0])
         start = time.perf_counter()
@@ -403,7 +417,12 @@ class ShapNetExplainer(shap.Explainer):
         return predict
 
     # -- serialization -------------------------------------------------------- #
-    def save(self, out_file: BinaryIO, model_saver: str | Callable = ".save", masker_saver: str | Callable = ".save") -> None:
+    def save(
+        self,
+        out_file: BinaryIO,
+        model_saver: str | Callable = ".save",
+        masker_saver: str | Callable = ".save",
+    ) -> None:
         """Write the explainer (model checkpoint, masker, link, feature and output names) to a stream;
         read it back with ``ShapNetExplainer.load`` or ``shap.Explainer.load``."""
         super().save(out_file, model_saver, masker_saver)
@@ -429,7 +448,7 @@ class ShapNetExplainer(shap.Explainer):
         if instantiate:
             return cls._instantiated_load(in_file, model_loader=model_loader, masker_loader=masker_loader)
         kwargs = super().load(in_file, model_loader, masker_loader, instantiate=False)
-        block = pickle.load(in_file)  # noqa: S301 (shap's own format is a pickle stream)
+        block = pickle.load(in_file)
         if not isinstance(block, dict) or block.get("format") != "shapnet.ShapNetExplainer":
             raise ValueError("the stream does not hold a ShapNetExplainer written by ShapNetExplainer.save.")
         kwargs.update({k: block[k] for k in ("feature_names", "output_names", "algorithm", "seed")})
@@ -461,7 +480,9 @@ class ShapNetExplainer(shap.Explainer):
         batch, n_outputs = predictions.shape
         if callable(getattr(outputs, "apply", None)):  # an op chain such as shap.Explanation.argsort.flip[:2]
             # Applied to each row's outputs (K,), as shap's Partition explainer does.
-            outputs = np.stack([np.asarray(outputs.apply(shap.Explanation(row)).values) for row in predictions])
+            outputs = np.stack(
+                [np.asarray(outputs.apply(shap.Explanation(row)).values) for row in predictions]
+            )
         if isinstance(outputs, (bool, np.bool_)):
             raise TypeError("outputs must be None, an int, a sequence of ints or a (B, n) array, got a bool.")
         index = np.asarray(outputs)
@@ -470,9 +491,13 @@ class ShapNetExplainer(shap.Explainer):
         if index.ndim <= 1:
             index = np.broadcast_to(index.reshape(1, -1), (batch, index.size))
         if index.ndim != 2 or index.shape[0] != batch:
-            raise ValueError(f"outputs must be an int, a sequence of ints or a ({batch}, n) array, got {index.shape}.")
+            raise ValueError(
+                f"outputs must be an int, a sequence of ints or a ({batch}, n) array, got {index.shape}."
+            )
         if np.any((index < -n_outputs) | (index >= n_outputs)):
-            raise ValueError(f"outputs must lie in [{-n_outputs}, {n_outputs - 1}], got {np.unique(index).tolist()}.")
+            raise ValueError(
+                f"outputs must lie in [{-n_outputs}, {n_outputs - 1}], got {np.unique(index).tolist()}."
+            )
         return index % n_outputs
 
     def _prepare(self, X: object) -> tuple[torch.Tensor, list[str] | None]:
@@ -503,7 +528,9 @@ class ShapNetExplainer(shap.Explainer):
         """``(B, F, K')``: ``f(x_i, background_rest) - f(background)``, averaged over the background rows."""
         net = self.shapnet
         if len(net.input_shape) != 1:
-            raise ValueError("main_effects are available for tabular models (input shape (F,)), not for images.")
+            raise ValueError(
+                "main_effects are available for tabular models (input shape (F,)), not for images."
+            )
         rows = net.reference.unsqueeze(0) if self._background is None else self._background  # (G, F)
         n_features = x.shape[1]
         eye = torch.eye(n_features, dtype=torch.bool, device=x.device)  # (F, F): feature i on in row i
@@ -525,7 +552,9 @@ def as_tensor(X: object, model: ShapNet) -> torch.Tensor:
     if isinstance(X, pd.DataFrame):
         X = X.to_numpy(dtype=np.float64)
     elif isinstance(X, pd.Series):
-        raise TypeError("X must be 2-D: got a pandas Series (one row?). Pass a DataFrame, e.g. series.to_frame().T.")
+        raise TypeError(
+            "X must be 2-D: got a pandas Series (one row?). Pass a DataFrame, e.g. series.to_frame().T."
+        )
     if isinstance(X, torch.Tensor):
         if X.is_complex():  # .to(float) would silently drop the imaginary part
             raise TypeError(f"X must hold real numbers, got a tensor of dtype {X.dtype}.")
@@ -562,7 +591,11 @@ def _check_call_keywords(budget: object, batch_size: object, *, budget_name: str
 
 
 def _select(
-    values: np.ndarray, base: np.ndarray, names: list[str] | None, extra: dict[str, Any], index: np.ndarray | None
+    values: np.ndarray,
+    base: np.ndarray,
+    names: list[str] | None,
+    extra: dict[str, Any],
+    index: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any]]:
     """Pick the outputs ``index`` ``(B, n)`` (None: all), and drop the output axis of a single output."""
     if index is not None:

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,8 +87,15 @@ class _ExplainedTrainingMixin:
         Xi, yi = unpack_data(batch)
         x, y = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
         loss, y_pred = training_loss(
-            self.module_, x, y, self.criterion_, l1=self.l1, linf=self.linf, reg_layers=self.reg_layers,
-            consistency=self.consistency, n_coalitions=self.n_coalitions,
+            self.module_,
+            x,
+            y,
+            self.criterion_,
+            l1=self.l1,
+            linf=self.linf,
+            reg_layers=self.reg_layers,
+            consistency=self.consistency,
+            n_coalitions=self.n_coalitions,
         )
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
@@ -120,7 +126,9 @@ class _EpochBar(Callback):
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         row = net.history[-1]
-        postfix = {k: f"{row[k]:.4f}" for k in ("train_loss", "valid_loss", "valid_acc") if row.get(k) is not None}
+        postfix = {
+            k: f"{row[k]:.4f}" for k in ("train_loss", "valid_loss", "valid_acc") if row.get(k) is not None
+        }
         self.bar_.set_postfix(postfix)
         self.bar_.update(1)
 
@@ -136,7 +144,9 @@ class _EpochBar(Callback):
 # --------------------------------------------------------------------------- #
 # Validation helpers
 # --------------------------------------------------------------------------- #
-def _number(value: object, name: str, *, low: float = 0.0, low_open: bool = False, high: float | None = None) -> float:
+def _number(
+    value: object, name: str, *, low: float = 0.0, low_open: bool = False, high: float | None = None
+) -> float:
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     ok = ok and math.isfinite(float(value)) and (float(value) > low if low_open else float(value) >= low)
     ok = ok and (high is None or float(value) < high)
@@ -237,7 +247,11 @@ class _ShapNetEstimator(BaseEstimator):
         _number(self.validation_fraction, "validation_fraction", low_open=True, high=1.0)
         _positive_int(self.patience, "patience")
         _number(self.weight_decay, "weight_decay")
-        if isinstance(self.verbose, bool) or not isinstance(self.verbose, (int, np.integer)) or self.verbose < 0:
+        if (
+            isinstance(self.verbose, bool)
+            or not isinstance(self.verbose, (int, np.integer))
+            or self.verbose < 0
+        ):
             raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
 
     def _consistency_weight(self, n_features: int = 2) -> float:
@@ -245,7 +259,9 @@ class _ShapNetEstimator(BaseEstimator):
         0 for a shallow one (whose values are exact already) or a single feature (always exact)."""
         if isinstance(self.consistency, str):
             if self.consistency != "auto":
-                raise ValueError(f"consistency must be 'auto' or a finite number >= 0, got {self.consistency!r}.")
+                raise ValueError(
+                    f"consistency must be 'auto' or a finite number >= 0, got {self.consistency!r}."
+                )
             return RECOMMENDED_CONSISTENCY if self.model == "deep" and n_features >= 2 else 0.0
         return _number(self.consistency, "consistency")
 
@@ -256,7 +272,9 @@ class _ShapNetEstimator(BaseEstimator):
                 return np.zeros(n_features, dtype=np.float32)
             if self.reference == "mean":
                 return X.mean(0, dtype=np.float64).astype(np.float32)
-            raise ValueError(f"reference must be 'zero', 'mean' or an array of shape (F,), got {self.reference!r}.")
+            raise ValueError(
+                f"reference must be 'zero', 'mean' or an array of shape (F,), got {self.reference!r}."
+            )
         try:
             ref = np.asarray(self.reference, dtype=np.float32)
         except (TypeError, ValueError) as err:
@@ -293,7 +311,9 @@ class _ShapNetEstimator(BaseEstimator):
         # validation split, coalition sampling) without touching the caller's global torch RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = _BUILDERS[self.model](X.shape[1], n_outputs, reference=torch.from_numpy(self.reference_), **kwargs)
+            module = _BUILDERS[self.model](
+                X.shape[1], n_outputs, reference=torch.from_numpy(self.reference_), **kwargs
+            )
             net = net_class(
                 module,
                 criterion=torch.nn.CrossEntropyLoss if classification else torch.nn.MSELoss,
@@ -305,7 +325,8 @@ class _ShapNetEstimator(BaseEstimator):
                 iterator_train__shuffle=True,
                 train_split=(
                     ValidSplit(float(self.validation_fraction), stratified=classification, random_state=seed)
-                    if early_stopping else None
+                    if early_stopping
+                    else None
                 ),
                 callbacks=callbacks or None,
                 device=self.device,
@@ -415,7 +436,9 @@ class _ShapNetEstimator(BaseEstimator):
         feature_names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
         binary = self.model_.n_outputs == 2 and self._task == "classification"
         return ShapNetExplainer(
-            self.model_, feature_names=feature_names, output_names=None if binary else self._output_names(),
+            self.model_,
+            feature_names=feature_names,
+            output_names=None if binary else self._output_names(),
             log_odds=binary,
         )
 
@@ -423,13 +446,14 @@ class _ShapNetEstimator(BaseEstimator):
         """Not a function: raises TypeError pointing to :meth:`shap_explainer` (what ``shap.Explainer(est)``
         ends up calling)."""
         name = type(self).__name__
+        method = "predict_proba" if self._task == "classification" else "predict"
         raise TypeError(
             f"a {name} is an estimator, not a function. To explain it with shap, use est.shap_explainer() "
             "(or est.explain(X)): the model's own exact values in one pass. For shap's model-agnostic "
-            f"explainers pass a method, e.g. shap.Explainer(est.{'predict_proba' if self._task == 'classification' else 'predict'}, X)."
+            f"explainers pass a method, e.g. shap.Explainer(est.{method}, X)."
         )
 
-    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
@@ -603,7 +627,11 @@ def explain_pipeline(pipeline: Any, X: object) -> shap.Explanation:
     ex = final.explain(transformed)
     raw_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
     try:
-        names = [str(n) for n in transformers.get_feature_names_out(raw_names)] if len(transformers) else raw_names
+        names = (
+            [str(n) for n in transformers.get_feature_names_out(raw_names)]
+            if len(transformers)
+            else raw_names
+        )
     except (AttributeError, ValueError, TypeError):  # a transformer without get_feature_names_out
         names = None
     n_raw = np.shape(X)[1] if np.ndim(X) == 2 else None

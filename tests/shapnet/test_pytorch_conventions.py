@@ -39,7 +39,9 @@ def test_prune_setter_validates() -> None:
 
 
 def test_vision_default_stages_must_fit_the_image() -> None:
-    with pytest.raises(ValueError, match=r"stage 3 .*dilation=8.* spans 9x9 pixels.*image_size 8x8.*at least 9x9"):
+    with pytest.raises(
+        ValueError, match=r"stage 3 .*dilation=8.* spans 9x9 pixels.*image_size 8x8.*at least 9x9"
+    ):
         VisionShapNet(1, 10, image_size=(8, 8))
     with pytest.raises(ValueError, match=r"stage 0 .*spans 5x5 pixels.*image_size 4x4.*smaller kernel_size"):
         VisionShapNet(1, 10, stages=[Stage(4, kernel_size=3, dilation=2)], image_size=4)
@@ -53,8 +55,9 @@ def test_baseline_equal_to_the_reference_up_to_rounding_is_accepted(kind: str) -
     if kind == "deep":
         model = DeepShapNet(5, 2, channels=3, hidden=(4,), reference=torch.linspace(-1, 1, 5)).eval()
     else:
-        model = VisionShapNet(1, 2, stages=[Stage(2, hidden=(4,))], image_size=4, readout_hidden=(4,),
-                              reference=0.3).eval()
+        model = VisionShapNet(
+            1, 2, stages=[Stage(2, hidden=(4,))], image_size=4, readout_hidden=(4,), reference=0.3
+        ).eval()
     x = torch.randn(3, *model.input_shape)
     near = model.reference.double().add(1e-8).float()  # e.g. a training mean recomputed in float32
     torch.testing.assert_close(model.explain(x, baseline=near).values, model.explain(x).values)

@@ -53,8 +53,9 @@ def test_internal_batch_size_never_changes_the_values(shallow) -> None:
     baseline = torch.randn(7, 5)  # a per-row baseline is split with the rows
     whole, delta = attribution.attribute(x, baselines=baseline, target=1, return_convergence_delta=True)
     for size in (1, 2, 7, 100):
-        torch.testing.assert_close(attribution.attribute(x, baselines=baseline, target=1, internal_batch_size=size),
-                                   whole)
+        torch.testing.assert_close(
+            attribution.attribute(x, baselines=baseline, target=1, internal_batch_size=size), whole
+        )
     assert float(delta.abs().max()) <= 1e-4
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="internal_batch_size"):
@@ -68,7 +69,9 @@ def test_feature_mask_naming_the_players_follows_captums_group_convention(make_m
     x = torch.randn(B, 5)
     plain = ShapNetAttribution(tabular).attribute(x, target=0)
     for mask in (torch.arange(5), torch.arange(5).unsqueeze(0), torch.tensor([4, 2, 0, 1, 3]).expand(B, 5)):
-        torch.testing.assert_close(ShapNetAttribution(tabular).attribute(x, target=0, feature_mask=mask), plain)
+        torch.testing.assert_close(
+            ShapNetAttribution(tabular).attribute(x, target=0, feature_mask=mask), plain
+        )
     with pytest.raises(ValueError, match="a different id for every feature"):
         ShapNetAttribution(tabular).attribute(x, target=0, feature_mask=torch.tensor([0, 0, 1, 2, 3]))
     with pytest.raises(TypeError, match="integer group ids"):
@@ -76,11 +79,14 @@ def test_feature_mask_naming_the_players_follows_captums_group_convention(make_m
 
     from shapnet import Stage, VisionShapNet
 
-    vision = VisionShapNet(2, 3, stages=[Stage(4, hidden=(8,))], image_size=(4, 4), readout_hidden=(8,)).eval()
+    vision = VisionShapNet(
+        2, 3, stages=[Stage(4, hidden=(8,))], image_size=(4, 4), readout_hidden=(8,)
+    ).eval()
     images = torch.randn(B, 2, 4, 4)
     pixels = torch.arange(16).view(1, 1, 4, 4).expand(1, 2, 4, 4)  # channels of a pixel share its id
-    attr, delta = ShapNetAttribution(vision).attribute(images, target=2, feature_mask=pixels,
-                                                       return_convergence_delta=True)
+    attr, delta = ShapNetAttribution(vision).attribute(
+        images, target=2, feature_mask=pixels, return_convergence_delta=True
+    )
     with torch.no_grad():
         per_pixel = vision.explain(images).values[..., 2]  # (B, H, W)
     torch.testing.assert_close(attr[:, 0], per_pixel)  # every channel carries the whole pixel's value
@@ -89,7 +95,9 @@ def test_feature_mask_naming_the_players_follows_captums_group_convention(make_m
     with pytest.raises(ValueError, match="one id per pixel"):
         ShapNetAttribution(vision).attribute(images, target=2, feature_mask=torch.arange(32).view(1, 2, 4, 4))
     with pytest.raises(ValueError, match="ShapleyValueSampling"):  # superpixels: another game
-        ShapNetAttribution(vision).attribute(images, target=2, feature_mask=torch.zeros(1, 1, 4, 4, dtype=torch.long))
+        ShapNetAttribution(vision).attribute(
+            images, target=2, feature_mask=torch.zeros(1, 1, 4, 4, dtype=torch.long)
+        )
 
 
 def test_data_parallel_is_unwrapped(model) -> None:
@@ -109,8 +117,10 @@ def test_distributed_data_parallel_is_unwrapped(shallow, tmp_path) -> None:
     try:
         wrapped = nn.parallel.DistributedDataParallel(shallow)
         x = torch.randn(B, 5)
-        torch.testing.assert_close(ShapNetAttribution(wrapped).attribute(x, target=2),
-                                   ShapNetAttribution(shallow).attribute(x, target=2))
+        torch.testing.assert_close(
+            ShapNetAttribution(wrapped).attribute(x, target=2),
+            ShapNetAttribution(shallow).attribute(x, target=2),
+        )
         assert LayerShapNetAttribution(wrapped, 0).attribute(x, target=2).shape == (B, 5)
     finally:
         dist.destroy_process_group()
@@ -134,8 +144,12 @@ def test_layer_attribution_equals_explain_layers(model) -> None:
         if want.dim() == 4:
             want = want.permute(0, 3, 1, 2)  # the layer's own (B, C, H, W) layout
         torch.testing.assert_close(phi, want)
-        torch.testing.assert_close(LayerShapNetAttribution(model, index).attribute(x, internal_batch_size=3), phi)
-        torch.testing.assert_close(attribution.attribute((x,), target=1), phi.select(1 if phi.dim() == 4 else -1, 1))
+        torch.testing.assert_close(
+            LayerShapNetAttribution(model, index).attribute(x, internal_batch_size=3), phi
+        )
+        torch.testing.assert_close(
+            attribution.attribute((x,), target=1), phi.select(1 if phi.dim() == 4 else -1, 1)
+        )
     # The last layer's channels are the outputs: its values for a target are the model's own attributions.
     last = LayerShapNetAttribution(model, -1).attribute(x, target=[0, 2, 1, 0])
     own = ShapNetAttribution(model).attribute(x, target=[0, 2, 1, 0])
@@ -147,8 +161,9 @@ def test_layer_attribution_to_layer_input(make_model) -> None:
     x = torch.randn(B, 5)
     with torch.no_grad():
         ex = model.explain(x, layers=True)
-    torch.testing.assert_close(LayerShapNetAttribution(model, 2).attribute(x, attribute_to_layer_input=True),
-                               ex.layers[1])
+    torch.testing.assert_close(
+        LayerShapNetAttribution(model, 2).attribute(x, attribute_to_layer_input=True), ex.layers[1]
+    )
     first = LayerShapNetAttribution(model, 0).attribute(x, attribute_to_layer_input=True)
     torch.testing.assert_close(first, (x - model.reference).unsqueeze(-1))
 
@@ -180,16 +195,22 @@ def test_captums_own_layer_methods_work_on_shapnet_layers(make_model, kind) -> N
             want = want.permute(0, 3, 1, 2)[:, : activation.shape[1]]
             previous = ex.layers[index - 1].permute(0, 3, 1, 2)[:, : activation.shape[1]] if index else None
         else:  # tabular: (B, F_pad, C) with the padding features, which stay at 0
-            assert torch.all(activation[:, want.shape[1]:] == 0)
+            assert torch.all(activation[:, want.shape[1] :] == 0)
             activation = activation[:, : want.shape[1]]
             previous = ex.layers[index - 1] if index else None
         # The model adds the layer's input where the channel counts match (before any passthrough channels).
-        residual = getattr(model, "residual", False) and previous is not None and layer.in_channels == layer.out_channels
+        residual = (
+            getattr(model, "residual", False)
+            and previous is not None
+            and layer.in_channels == layer.out_channels
+        )
         torch.testing.assert_close(activation + (previous if residual else 0), want, atol=1e-5, rtol=1e-5)
     layer = layers[-1]
     baseline = model.reference.expand_as(x).clone()
     for method in (LayerIntegratedGradients(model, layer), LayerConductance(model, layer)):
         attr = method.attribute(x, baselines=baseline, target=1, n_steps=8)
-        assert attr.shape == LayerActivation(model, layer).attribute(x).shape and bool(torch.isfinite(attr).all())
+        assert attr.shape == LayerActivation(model, layer).attribute(x).shape and bool(
+            torch.isfinite(attr).all()
+        )
     gxa = LayerGradientXActivation(model, layer).attribute(x, target=1)
     assert bool(torch.isfinite(gxa).all())

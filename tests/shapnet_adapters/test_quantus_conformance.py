@@ -28,8 +28,15 @@ def setup(kind: str) -> tuple[nn.Module, np.ndarray, np.ndarray]:
         model = QuantusModel(DeepShapNet(6, 3, channels=4, hidden=(8,)).eval())
         x = np.random.default_rng(1).normal(size=(B, 1, 6)).astype(np.float32)
     else:
-        model = QuantusModel(VisionShapNet(1, 3, stages=[Stage(4, hidden=(8,)), Stage(4, dilation=2, hidden=(8,))],
-                                           image_size=(8, 8), readout_hidden=(8,)).eval())
+        model = QuantusModel(
+            VisionShapNet(
+                1,
+                3,
+                stages=[Stage(4, hidden=(8,)), Stage(4, dilation=2, hidden=(8,))],
+                image_size=(8, 8),
+                readout_hidden=(8,),
+            ).eval()
+        )
         x = np.random.default_rng(2).normal(size=(B, 1, 8, 8)).astype(np.float32)
     with torch.no_grad():
         y = model(torch.from_numpy(x)).argmax(1).numpy()
@@ -39,8 +46,16 @@ def setup(kind: str) -> tuple[nn.Module, np.ndarray, np.ndarray]:
 def run(metric, model, x, y, explain=explain_func, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain, softmax=False,
-                      channel_first=True, **kwargs)
+        return metric(
+            model=model,
+            x_batch=x,
+            y_batch=y,
+            a_batch=None,
+            explain_func=explain,
+            softmax=False,
+            channel_first=True,
+            **kwargs,
+        )
 
 
 METRICS = {
@@ -55,7 +70,9 @@ METRICS = {
     "FaithfulnessCorrelation": lambda: quantus.FaithfulnessCorrelation(nr_runs=2, subset_size=2, **QUIET),
     "FaithfulnessEstimate": lambda: quantus.FaithfulnessEstimate(features_in_step=2, **QUIET),
     "Monotonicity": lambda: quantus.Monotonicity(features_in_step=2, **QUIET),
-    "MonotonicityCorrelation": lambda: quantus.MonotonicityCorrelation(nr_samples=2, features_in_step=2, **QUIET),
+    "MonotonicityCorrelation": lambda: quantus.MonotonicityCorrelation(
+        nr_samples=2, features_in_step=2, **QUIET
+    ),
     "PixelFlipping": lambda: quantus.PixelFlipping(features_in_step=2, **QUIET),
     "RegionPerturbation": lambda: quantus.RegionPerturbation(patch_size=2, regions_evaluation=2, **QUIET),
     "Selectivity": lambda: quantus.Selectivity(patch_size=2, **QUIET),
@@ -119,9 +136,9 @@ def test_input_invariance_holds_for_the_shift_quantus_intends() -> None:
     for model in (QuantusModel(ShallowShapNet(6, 3, hidden=(8,)).eval()), setup("image")[0]):
         x = np.random.default_rng(4).normal(size=(B, *model.input_shape)).astype(np.float32)
         y = np.array([0, 1, 2])
-        shifted_model = quantus.PyTorchModel(model, channel_first=True, softmax=False).add_mean_shift_to_first_layer(
-            -1.0, (1, *model.input_shape)
-        )
+        shifted_model = quantus.PyTorchModel(
+            model, channel_first=True, softmax=False
+        ).add_mean_shift_to_first_layer(-1.0, (1, *model.input_shape))
         assert float(shifted_model.shift.bias.detach()[0]) == pytest.approx(1.0)
         a = explain_func(model=model, inputs=x, targets=y)
         shifted = explain_func(model=shifted_model, inputs=x - 1.0, targets=y)
@@ -150,8 +167,9 @@ def test_explain_func_takes_quantus_explain_keywords(shallow) -> None:
     plain = explain_func(model=shallow, inputs=x, targets=1)
     for method in ("ShapNet", "shapnet", "Shapley", None):
         np.testing.assert_array_equal(explain_func(model=shallow, inputs=x, targets=1, method=method), plain)
-    np.testing.assert_array_equal(explain_func(model=shallow, inputs=x, targets=1, softmax=False, channel_first=True),
-                                  plain)
+    np.testing.assert_array_equal(
+        explain_func(model=shallow, inputs=x, targets=1, softmax=False, channel_first=True), plain
+    )
     with pytest.raises(ValueError, match="method='Saliency'.*quantus.explain"):
         explain_func(model=shallow, inputs=x, targets=1, method="Saliency")
     with pytest.raises(ValueError, match="softmax=True"):
@@ -163,13 +181,19 @@ def test_explain_func_takes_quantus_explain_keywords(shallow) -> None:
     per_pixel = explain_func(model=vision, inputs=images, targets=0, reduce_axes=(1,))
     assert per_pixel.shape == (B, 1, 4, 4)
     with torch.no_grad():
-        np.testing.assert_allclose(per_pixel[:, 0], vision.explain(torch.from_numpy(images)).values[..., 0].numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            per_pixel[:, 0],
+            vision.explain(torch.from_numpy(images)).values[..., 0].numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_parallel_wrappers_are_unwrapped(shallow) -> None:
     x = np.random.default_rng(8).normal(size=(B, 5)).astype(np.float32)
-    np.testing.assert_array_equal(explain_func(model=nn.DataParallel(shallow), inputs=x, targets=2),
-                                  explain_func(model=shallow, inputs=x, targets=2))
+    np.testing.assert_array_equal(
+        explain_func(model=nn.DataParallel(shallow), inputs=x, targets=2),
+        explain_func(model=shallow, inputs=x, targets=2),
+    )
     wrapped = QuantusModel(nn.DataParallel(shallow))
     assert wrapped.model is shallow

@@ -33,7 +33,7 @@ def additivity(explainer_type, model, masker, data, **kwargs) -> shap.Explanatio
     explainer = explainer_type(model, masker, **kwargs)
     ex = explainer(data)
     out = explainer.model(data)  # the numpy-callable model, as shap's helper calls it
-    total = ex.base_values + ex.values.reshape(len(data), -1, *ex.values.shape[len(data.shape):]).sum(1)
+    total = ex.base_values + ex.values.reshape(len(data), -1, *ex.values.shape[len(data.shape) :]).sum(1)
     np.testing.assert_allclose(total, out, rtol=1e-5, atol=1e-5)
     return ex
 
@@ -68,7 +68,9 @@ DATA = np.random.default_rng(0).normal(size=(12, 5))  # float64, as shap's tests
 def test_shap_common_helpers_with_model_and_masker(kind: str, n_outputs: int) -> None:
     model = tabular(kind, n_outputs)
     reference = model.reference.numpy()[None]
-    ex = additivity(ShapNetExplainer, model, reference, DATA, algorithm="exact", link=shap.links.identity, seed=0)
+    ex = additivity(
+        ShapNetExplainer, model, reference, DATA, algorithm="exact", link=shap.links.identity, seed=0
+    )
     assert ex.values.shape == ((12, 5) if n_outputs == 1 else (12, 5, 3))
     additivity(ShapNetExplainer, model, shap.maskers.Independent(reference), DATA)
     additivity(ShapNetExplainer, model, None, DATA, algorithm="permutation")
@@ -103,7 +105,9 @@ def test_deep_models_refuse_a_background_other_than_the_reference() -> None:
 
 def test_names_survive_save_and_shap_explainer_load() -> None:
     model = tabular("shallow", 3)
-    explainer = ShapNetExplainer(model, feature_names=COLUMNS, output_names=["low", "mid", "high"], algorithm="exact")
+    explainer = ShapNetExplainer(
+        model, feature_names=COLUMNS, output_names=["low", "mid", "high"], algorithm="exact"
+    )
     with tempfile.TemporaryFile() as stream:
         explainer.save(stream)
         stream.seek(0)
@@ -135,13 +139,21 @@ def test_model_is_callable_on_numpy_and_plugs_into_shaps_explainers() -> None:
 
 def test_call_keywords_are_accepted_and_never_change_the_values() -> None:
     model = tabular("shallow", 3)
-    explainer = ShapNetExplainer(model, model.reference.numpy()[None], link=shap.links.identity, algorithm="auto",
-                                 seed=3, linearize_link=False)
+    explainer = ShapNetExplainer(
+        model,
+        model.reference.numpy()[None],
+        link=shap.links.identity,
+        algorithm="auto",
+        seed=3,
+        linearize_link=False,
+    )
     plain = explainer(DATA)
     ex = explainer(DATA, max_evals=50, batch_size=5, silent=True, main_effects=False, error_bounds=False)
     np.testing.assert_allclose(ex.values, plain.values, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(ex.base_values, plain.base_values, rtol=1e-6)
-    np.testing.assert_allclose(explainer.shap_values(DATA, nsamples=100, silent=True), plain.values, rtol=1e-6)
+    np.testing.assert_allclose(
+        explainer.shap_values(DATA, nsamples=100, silent=True), plain.values, rtol=1e-6
+    )
     for bad in ({"max_evals": 0}, {"batch_size": -1}, {"max_evals": "many"}):
         with pytest.raises(ValueError, match="'auto' or a positive int"):
             explainer(DATA, **bad)
@@ -197,7 +209,9 @@ def test_binary_classifiers_follow_shaps_own_explainers() -> None:
     assert ours_single.values.shape == their_single.values.shape == (3, 5)
     assert ours_single.base_values.shape == their_single.base_values.shape == (3,)
     np.testing.assert_allclose(ours_single.values, their_single.values, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ours_single.values, ours_two.values[..., 1] - ours_two.values[..., 0], rtol=1e-5)
+    np.testing.assert_allclose(
+        ours_single.values, ours_two.values[..., 1] - ours_two.values[..., 0], rtol=1e-5
+    )
     with pytest.raises(ValueError, match="2 outputs"):
         ShapNetExplainer(tabular("shallow", 3), log_odds=True)
 
@@ -232,7 +246,9 @@ def explanation() -> tuple[ShapNetExplainer, pd.DataFrame, shap.Explanation]:
 PLOTS = {
     "bar": lambda e, X, ex: shap.plots.bar(ex, show=False),
     "bar_local": lambda e, X, ex: shap.plots.bar(ex[0], show=False),
-    "bar_clustering": lambda e, X, ex: shap.plots.bar(ex, clustering=shap.utils.hclust(X, metric="cosine"), show=False),
+    "bar_clustering": lambda e, X, ex: shap.plots.bar(
+        ex, clustering=shap.utils.hclust(X, metric="cosine"), show=False
+    ),
     "beeswarm": lambda e, X, ex: shap.plots.beeswarm(ex, show=False),
     "waterfall": lambda e, X, ex: shap.plots.waterfall(ex[0], show=False),
     "summary_legacy": lambda e, X, ex: shap.summary_plot(e.shap_values(X), X, show=False),
