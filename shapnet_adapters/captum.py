@@ -123,7 +123,7 @@ class ShapNetAttribution(Attribution):
         rows = _target_indices(target, x.shape[0], model.n_outputs)
         parts = []
         with torch.no_grad():
-            for start in range(0, x.shape[0], step):
+            for start in range(0, max(x.shape[0], 1), step):  # one pass for an empty batch too
                 chunk = slice(start, start + step)
                 # The core raises a ValueError explaining why a Deep/Vision ShapNet cannot use another baseline.
                 explanation = model.explain(x[chunk], baseline=_rows(baseline, chunk, x.shape[0]))
@@ -430,7 +430,7 @@ class LayerShapNetAttribution(LayerAttribution):
         index = self.index - 1 if attribute_to_layer_input else self.index
         parts = []
         with torch.no_grad():
-            for start in range(0, x.shape[0], step):
+            for start in range(0, max(x.shape[0], 1), step):  # one pass for an empty batch too
                 chunk = x[start : start + step]
                 parts.append(_representation(self.model, chunk, index))
         phi = torch.cat(parts)  # (B, F, C) or (B, H, W, C): channel-last

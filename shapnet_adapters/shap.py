@@ -513,7 +513,7 @@ class ShapNetExplainer(shap.Explainer):
         background = self._background
         parts = []
         with torch.no_grad():
-            for start in range(0, len(x), max(step, 1)):
+            for start in range(0, max(len(x), 1), max(step, 1)):  # one pass for an empty batch too
                 chunk = x[start : start + step]
                 if background is None:
                     ex = self.shapnet.explain(chunk)
