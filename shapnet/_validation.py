@@ -15,12 +15,12 @@ import torch
 from sklearn.utils import check_scalar
 
 __all__ = [
-    "check_input",
-    "check_reference",
     "check_finite",
+    "check_input",
     "check_int",
-    "check_positive_int",
     "check_int_pair",
+    "check_positive_int",
+    "check_reference",
 ]
 
 
@@ -54,7 +54,10 @@ def check_int_pair(value: object, name: str, *, min_val: int) -> tuple[int, int]
         items = list(value)
         if len(items) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints (height, width), got {value!r}.")
-        return (check_int(items[0], f"{name}[0]", min_val=min_val), check_int(items[1], f"{name}[1]", min_val=min_val))
+        return (
+            check_int(items[0], f"{name}[0]", min_val=min_val),
+            check_int(items[1], f"{name}[1]", min_val=min_val),
+        )
     single = check_int(value, name, min_val=min_val)
     return (single, single)
 
@@ -131,15 +134,20 @@ def check_reference(reference: object, shape: Sequence[int], *, name: str = "ref
     """Turn ``reference`` (None, scalar, array or tensor) into a finite float tensor of exactly ``shape``.
 
     A reference of shape ``(C,)`` is broadcast over an image's ``(C, H, W)``; a scalar over everything.
-    NaN or inf raise ``ValueError`` (a non-finite reference makes every value NaN); complex raises ``TypeError``.
+    NaN or inf raise ``ValueError`` (a non-finite reference makes every value NaN); complex raises
+    ``TypeError``.
     """
     shape = tuple(int(s) for s in shape)
     if reference is None:
         return torch.zeros(shape)
-    if isinstance(reference, bool) or not isinstance(reference, (int, float, torch.Tensor)) and not hasattr(
-        reference, "__array__"
-    ) and not isinstance(reference, (list, tuple)):
-        raise TypeError(f"{name} must be None, a number, an array or a tensor, got {type(reference).__name__}.")
+    if isinstance(reference, bool) or (
+        not isinstance(reference, (int, float, torch.Tensor))
+        and not hasattr(reference, "__array__")
+        and not isinstance(reference, (list, tuple))
+    ):
+        raise TypeError(
+            f"{name} must be None, a number, an array or a tensor, got {type(reference).__name__}."
+        )
     ref = torch.as_tensor(reference)
     if ref.is_complex():
         raise TypeError(f"{name} must be real, got dtype {ref.dtype}.")

@@ -28,17 +28,21 @@ from .exact import exact_shapley
 from .explanation import ShapleyExplanation
 
 __all__ = [
-    "shapley_consistency",
     "consistency_inputs",
     "consistency_loss",
-    "sample_kernel_coalitions",
     "explanation_error",
+    "sample_kernel_coalitions",
+    "shapley_consistency",
 ]
 
 
 def _model_shapes(model: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(input_shape, feature_shape)``: ``((F,), (F,))`` for tabular, ``((C, H, W), (H, W))`` for images."""
-    if not isinstance(model, nn.Module) or not hasattr(model, "input_shape") or not hasattr(model, "reference"):
+    if (
+        not isinstance(model, nn.Module)
+        or not hasattr(model, "input_shape")
+        or not hasattr(model, "reference")
+    ):
         raise TypeError(
             "model must be a ShapNet (an nn.Module with `input_shape` and a `reference` buffer, e.g. "
             f"shapnet.DeepShapNet), got {type(model).__name__}."
@@ -52,7 +56,11 @@ def _model_shapes(model: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def sample_kernel_coalitions(
-    n: int, n_features: int, *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    n: int,
+    n_features: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Draw ``n`` coalitions from the Shapley kernel, vectorised.
 
@@ -81,7 +89,9 @@ def sample_kernel_coalitions(
     return ranks < sizes.unsqueeze(1)
 
 
-def _check_target(target: object, batch: int, n_outputs: int, device: torch.device) -> torch.Tensor | int | None:
+def _check_target(
+    target: object, batch: int, n_outputs: int, device: torch.device
+) -> torch.Tensor | int | None:
     if target is None:
         return None
     if isinstance(target, bool):
@@ -89,23 +99,30 @@ def _check_target(target: object, batch: int, n_outputs: int, device: torch.devi
     if isinstance(target, numbers.Integral):
         target = int(target)
         if not 0 <= target < n_outputs:
-            raise ValueError(f"target must be in [0, {n_outputs}) (the model has {n_outputs} outputs), got {target}.")
+            raise ValueError(
+                f"target must be in [0, {n_outputs}) (the model has {n_outputs} outputs), got {target}."
+            )
         return target
     if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
         items = list(target)
         integral = all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in items)
         if integral and not all(-(2**63) <= int(t) < 2**63 for t in items):
-            raise ValueError(f"target entries must be in [0, {n_outputs}) (the model has {n_outputs} outputs).")
+            raise ValueError(
+                f"target entries must be in [0, {n_outputs}) (the model has {n_outputs} outputs)."
+            )
         target = torch.as_tensor(items, dtype=torch.long) if integral else torch.as_tensor(items)
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be None, an int or a (B,) integer tensor, got {type(target).__name__}.")
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}. Use target.long().")
+        raise TypeError(
+            f"target must hold integer class indices, got dtype {target.dtype}. Use target.long()."
+        )
     if target.dim() == 0:
         return _check_target(int(target), batch, n_outputs, device)
     if tuple(target.shape) != (batch,):
         raise ValueError(
-            f"a target tensor must have shape (B,) = ({batch},), one output per sample, got {tuple(target.shape)}."
+            f"a target tensor must have shape (B,) = ({batch},), one output per sample, "
+            f"got {tuple(target.shape)}."
         )
     if bool((target < 0).any()) or bool((target >= n_outputs).any()):
         raise ValueError(
@@ -133,8 +150,8 @@ def shapley_consistency(
     set of pixels, with all channels of a pixel masked together (mask ``(B, 1, H, W)``).
 
     Gradients flow through both the masked predictions and ``values``; do not detach either (see
-    README, "Faithful Deep ShapNets": detaching ``f(x_S)`` collapsed accuracy on Yeast). Cost: one extra forward
-    pass per coalition per sample (plus one row for ``f(r)``), all in one batched call of ``model``.
+    docs/guide/consistency.md: detaching ``f(x_S)`` collapsed accuracy on Yeast). Cost: one extra
+    forward pass per coalition per sample (plus one row for ``f(r)``), all in one batched call of ``model``.
 
     Args:
         model: a ShapNet (``model(x) -> (B, K)`` logits, ``model.reference``, ``model.input_shape``).
@@ -233,12 +250,15 @@ def consistency_loss(
     n = batch * n_coalitions
     if tuple(outputs.shape) != (n + 1, n_outputs):
         raise ValueError(
-            f"model must return logits of shape ({n + 1}, {n_outputs}) matching values, got {tuple(outputs.shape)}."
+            f"model must return logits of shape ({n + 1}, {n_outputs}) matching values, "
+            f"got {tuple(outputs.shape)}."
         )
     f_masked = outputs[:n].view(batch, n_coalitions, n_outputs)
     f_ref = outputs[n]
     flat = values.reshape(batch, n_features, n_outputs)
-    in_coalition = torch.einsum("bcf,bfk->bck", mask.view(batch, n_coalitions, n_features).to(flat.dtype), flat)
+    in_coalition = torch.einsum(
+        "bcf,bfk->bck", mask.view(batch, n_coalitions, n_features).to(flat.dtype), flat
+    )
     residual = f_masked - f_ref - in_coalition  # (B, n, K)
     if target is None:
         return residual.pow(2).mean()
@@ -265,7 +285,9 @@ def _spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def explanation_error(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None) -> dict[str, float]:
+def explanation_error(
+    model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None
+) -> dict[str, float]:
     """How far a ShapNet's built-in explanation is from the exact Shapley values of its own output.
 
     Compares ``model.explain(x).values`` with :func:`shapnet.exact_shapley` of ``model`` at ``x`` relative
@@ -293,13 +315,17 @@ def explanation_error(model: nn.Module, x: torch.Tensor, *, chunk_size: int | No
         exact = exact_shapley(model, x, ref, chunk_size=chunk_size).reshape(phi.shape)
     else:
         # Players are pixels: a game on pixel masks, one sample at a time.
-        exact = torch.cat([
-            exact_shapley(
-                lambda m, xb=xb: model(torch.where(m.view(-1, 1, *feature_shape) > 0.5, xb, ref)),
-                torch.ones(1, n_features, dtype=x.dtype, device=x.device), 0.0, chunk_size=chunk_size,
-            )
-            for xb in x
-        ])
+        exact = torch.cat(
+            [
+                exact_shapley(
+                    lambda m, xb=xb: model(torch.where(m.view(-1, 1, *feature_shape) > 0.5, xb, ref)),
+                    torch.ones(1, n_features, dtype=x.dtype, device=x.device),
+                    0.0,
+                    chunk_size=chunk_size,
+                )
+                for xb in x
+            ]
+        )
     phi, exact = phi.to(torch.float64), exact.to(torch.float64)
     relative = float((phi - exact).norm() / exact.norm())
     rows_phi = phi.transpose(1, 2).reshape(-1, n_features)  # (B * K, F)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["World", "GlobalBatchSampler", "init_from_env"]
+__all__ = ["GlobalBatchSampler", "World", "init_from_env"]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 from ._validation import check_finite, check_positive_int
 from .coalitions import coalition_masks, shapley_weights
 
-__all__ = ["exact_shapley", "MAX_EXACT_FEATURES"]
+__all__ = ["MAX_EXACT_FEATURES", "exact_shapley"]
 
 MAX_EXACT_FEATURES = 20
 
@@ -38,8 +38,10 @@ def exact_shapley(
         For ``B = 0``, ``(0, F, O)`` zeros (``fn`` is called once on the reference to learn ``O``).
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
-        raise TypeError(f"x must be a floating-point tensor of shape (B, *in), got {type(x).__name__}"
-                        + (f" of dtype {x.dtype} and shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else ""))
+        raise TypeError(
+            f"x must be a floating-point tensor of shape (B, *in), got {type(x).__name__}"
+            + (f" of dtype {x.dtype} and shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else "")
+        )
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
     batch, in_shape = x.shape[0], tuple(x.shape[1:])

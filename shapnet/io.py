@@ -20,13 +20,12 @@ from .models import DeepShapNet, ShallowShapNet, ShapNet, VisionShapNet
 if TYPE_CHECKING:
     from .inputs import InputSpec
 
-__all__ = ["save", "load", "load_checkpoint", "MODEL_CLASSES", "VERSION"]
+__all__ = ["MODEL_CLASSES", "VERSION", "load", "load_checkpoint", "save"]
 
 FORMAT = "shapnet-checkpoint"
 VERSION = 1
 MODEL_CLASSES: dict[str, type[ShapNet]] = {
-    cls.__name__: cls
-    for cls in (ShallowShapNet, DeepShapNet, VisionShapNet, HarsanyiNet, VisionHarsanyiNet)
+    cls.__name__: cls for cls in (ShallowShapNet, DeepShapNet, VisionShapNet, HarsanyiNet, VisionHarsanyiNet)
 }
 # What torch.load(weights_only=True) reads back: plain containers, scalars, strings and tensors.
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.Size, torch.dtype, torch.device)
@@ -46,7 +45,11 @@ def _check_extra(value: object, where: str) -> None:
         for index, item in enumerate(value):  # type: ignore[arg-type]
             _check_extra(item, f"{where}[{index}]")
         return
-    hint = " Convert NumPy values with .item() or torch.as_tensor()." if type(value).__module__ == "numpy" else ""
+    hint = (
+        " Convert NumPy values with .item() or torch.as_tensor()."
+        if type(value).__module__ == "numpy"
+        else ""
+    )
     raise ValueError(
         f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which a checkpoint cannot hold: "
         "shapnet.load reads files with torch.load(weights_only=True), which accepts only tensors, numbers, "
@@ -93,8 +96,11 @@ def save(
     os.replace(tmp, path)  # atomic: an interrupted save never leaves a half-written checkpoint
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Read and validate a checkpoint written by :func:`save` (``weights_only=True``: nothing is unpickled)."""
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
+    """Read and validate a checkpoint written by :func:`save` (``weights_only=True``: nothing is
+    unpickled)."""
     name = repr(os.fspath(path))
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -114,17 +120,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     version = payload.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
         raise ValueError(
-            f"{name} has checkpoint format version {version!r}, but this shapnet reads versions 1 to {VERSION}"
-            + (": it was written by a newer shapnet; upgrade shapnet to load it." if isinstance(version, int)
-               and not isinstance(version, bool) and version > VERSION else ".")
+            f"{name} has checkpoint format version {version!r}, but this shapnet reads versions "
+            f"1 to {VERSION}"
+            + (
+                ": it was written by a newer shapnet; upgrade shapnet to load it."
+                if isinstance(version, int) and not isinstance(version, bool) and version > VERSION
+                else "."
+            )
         )
     if payload.get("class") not in MODEL_CLASSES:
-        raise ValueError(f"unknown model class {payload.get('class')!r} in {name}; "
-                         f"expected one of {sorted(MODEL_CLASSES)}.")
+        raise ValueError(
+            f"unknown model class {payload.get('class')!r} in {name}; "
+            f"expected one of {sorted(MODEL_CLASSES)}."
+        )
     for key, kind in (("config", dict), ("state_dict", dict), ("extra", dict)):
         if not isinstance(payload.get(key), kind):
             raise ValueError(
-                f"{name} is damaged: its {key!r} entry should be a dict, got {type(payload.get(key)).__name__}."
+                f"{name} is damaged: its {key!r} entry should be a dict, "
+                f"got {type(payload.get(key)).__name__}."
             )
     return payload
 
@@ -154,7 +167,8 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = "cpu
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as err:
         raise ValueError(
-            f"{name}: the saved weights do not fit a {cls} built from the saved config (edited file, or saved "
+            f"{name}: the saved weights do not fit a {cls} built from the saved config (edited file, or "
+            f"saved "
             f"by an incompatible version?): {err}"
         ) from err
     if not bool(torch.isfinite(model.reference).all()):

@@ -30,7 +30,7 @@ from .io import save
 from .models import REFERENCE_RULES, DeepShapNet, ShapNet, Stage, VisionShapNet
 from .training import DIGITS_STAGES, _as_xy, _finish_score, _score_sums, fit
 
-__all__ = ["main", "build_model", "parser"]
+__all__ = ["build_model", "main", "parser"]
 
 #: The training CLI's reference for image datasets: "mean" gave better accuracy and ROAD than "min" on MNIST
 #: (docs/guide/training.md, "The reference of an image model").
@@ -230,8 +230,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
         "cpu_seconds_this_call": time.process_time() - cpu,
         "epochs": result.epochs,
         "resumed_from": result.resumed_from,
-        "n_train": int(len(ds.X_train)),
-        "n_test": int(len(ds.X_test)),
+        "n_train": len(ds.X_train),
+        "n_test": len(ds.X_test),
         "threads": torch.get_num_threads(),
         "processes": world.size,
         "dtype": args.dtype,

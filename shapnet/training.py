@@ -34,7 +34,7 @@ from .io import load_checkpoint, save
 from .models import ShapNet, Stage
 from .regularizers import explanation_penalty
 
-__all__ = ["TrainResult", "fit", "evaluate", "training_loss", "DIGITS_STAGES", "main"]
+__all__ = ["DIGITS_STAGES", "TrainResult", "evaluate", "fit", "main", "training_loss"]
 
 Task = Literal["classification", "regression"]
 
@@ -503,7 +503,7 @@ class _TrainState:
             # The step counter comes from the checkpoint, the schedule's length from this call (``epochs``
             # may have changed): set the current lr from the new schedule (identical if epochs is unchanged).
             self.scheduler.load_state_dict(extra["scheduler"])
-            for group, base_lr, schedule in zip(  # noqa: B905 (equal lengths: one per param group)
+            for group, base_lr, schedule in zip(
                 self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas
             ):
                 group["lr"] = base_lr * schedule(self.scheduler.last_epoch)
