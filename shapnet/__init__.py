@@ -8,14 +8,14 @@ from .consistency import explanation_error, sample_kernel_coalitions, shapley_co
 from .exact import exact_shapley
 from .explanation import ShapleyExplanation
 from .fastshap import FastSHAP
-from .harsanyi import HarsanyiNet, VisionHarsanyiNet
-from .protocol import SelfExplaining, accepts_any_baseline, is_self_explaining
 from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups
+from .harsanyi import HarsanyiNet, VisionHarsanyiNet
 from .inputs import InputSpec
 from .io import load, save
 from .layers import ShapleyConv2d, ShapleyLayer
 from .models import DeepShapNet, ShallowShapNet, ShapNet, Stage, VisionShapNet
 from .modules import GroupedMLP
+from .protocol import SelfExplaining, accepts_any_baseline, is_self_explaining
 from .pruning import Pruning
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ from ._validation import check_int, check_int_pair, check_positive_int
 from .groups import GroupIndex
 from .modules import GroupedMLP
 
-__all__ = ["ShapleyLayer", "ShapleyConv2d", "LayerOutput", "normalize_groups", "watched"]
+__all__ = ["LayerOutput", "ShapleyConv2d", "ShapleyLayer", "normalize_groups", "watched"]
 
 
 class LayerOutput(NamedTuple):
@@ -105,7 +105,12 @@ class ShapleyLayer(nn.Module):
         self.index = GroupIndex(group_list, self.n_features)
         self.in_channels, self.out_channels, self.shared = in_channels, out_channels, shared
         self.mlp = GroupedMLP(
-            1 if shared else len(group_list), k, in_channels, out_channels, hidden=hidden, activation=activation,
+            1 if shared else len(group_list),
+            k,
+            in_channels,
+            out_channels,
+            hidden=hidden,
+            activation=activation,
             readout_bias=bias,
         )
 
@@ -235,7 +240,9 @@ class ShapleyConv2d(nn.Module):
         self.padding = check_int_pair(padding, "padding", min_val=0)
         self.dilation = check_int_pair(dilation, "dilation", min_val=1)
         k = self.kernel_size[0] * self.kernel_size[1]
-        self.mlp = GroupedMLP(1, k, in_channels, out_channels, hidden=hidden, activation=activation, readout_bias=bias)
+        self.mlp = GroupedMLP(
+            1, k, in_channels, out_channels, hidden=hidden, activation=activation, readout_bias=bias
+        )
         self.index = GroupIndex.tiles(k, 1)  # one shared module: a window's k pixels are features 0..k-1
 
     def extra_repr(self) -> str:
@@ -266,7 +273,9 @@ class ShapleyConv2d(nn.Module):
         """
         b, _, h, w = delta.shape
         if b == 0:  # an empty batch has no windows to unfold
-            return LayerOutput(delta.new_zeros(0, self.out_channels, h, w), delta.new_zeros(0, self.out_channels), 0.0)
+            return LayerOutput(
+                delta.new_zeros(0, self.out_channels, h, w), delta.new_zeros(0, self.out_channels), 0.0
+            )
         if reference is None:
             offset = self.mlp.offset(None)
         else:

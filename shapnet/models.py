@@ -16,11 +16,11 @@ from torch import nn
 from ._backends import compiled
 from ._validation import check_input, check_int, check_int_pair, check_positive_int, check_reference
 from .explanation import ShapleyExplanation
-from .groups import butterfly_groups, disjoint_groups, gam_groups, pair_groups, padded_size
+from .groups import butterfly_groups, disjoint_groups, gam_groups, padded_size, pair_groups
 from .layers import LayerOutput, ShapleyConv2d, ShapleyLayer, normalize_groups, watched
 from .pruning import Pruning, as_pruning, prune_features
 
-__all__ = ["ShapNet", "ShallowShapNet", "DeepShapNet", "VisionShapNet", "Stage"]
+__all__ = ["DeepShapNet", "ShallowShapNet", "ShapNet", "Stage", "VisionShapNet"]
 
 
 def _as_baseline(baseline: object, x: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,9 @@ def _as_baseline(baseline: object, x: torch.Tensor) -> torch.Tensor:
 def _check_widths(widths: object, name: str) -> list[int]:
     """A sequence of positive ints (hidden widths, channels per stage)."""
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise TypeError(f"{name} must be a sequence of positive ints, got {type(widths).__name__} ({widths!r}).")
+        raise TypeError(
+            f"{name} must be a sequence of positive ints, got {type(widths).__name__} ({widths!r})."
+        )
     return [check_int(w, f"{name}[{i}]", min_val=1) for i, w in enumerate(widths)]
 
 
@@ -115,7 +117,9 @@ class ShapNet(nn.Module, ABC):
         x = self._check_input(x)
         if baseline is not None:
             baseline = self._check_baseline(baseline, x)
-        if x.shape[0] == 0:  # as in forward: explain one reference row and keep none (right shapes everywhere)
+        if (
+            x.shape[0] == 0
+        ):  # as in forward: explain one reference row and keep none (right shapes everywhere)
             return self._explain(self.reference.to(x).unsqueeze(0), None, layers)[:0]
         return self._explain(x, baseline, layers)
 
@@ -197,8 +201,12 @@ class ShallowShapNet(ShapNet):
             group_list = normalize_groups(groups, n_features)
         config_groups = groups if isinstance(groups, str) else [list(g) for g in group_list]
         super().__init__(
-            n_features=n_features, n_outputs=n_outputs, groups=config_groups, group_size=group_size,
-            hidden=list(hidden), activation=activation,
+            n_features=n_features,
+            n_outputs=n_outputs,
+            groups=config_groups,
+            group_size=group_size,
+            hidden=list(hidden),
+            activation=activation,
         )
         self.input_shape = (n_features,)
         self.register_buffer("reference", check_reference(reference, (n_features,)))
@@ -207,7 +215,9 @@ class ShallowShapNet(ShapNet):
         )
 
     def extra_repr(self) -> str:
-        return f"n_features={self.input_shape[0]}, n_outputs={self.n_outputs}, groups={self._config['groups']!r}"
+        return (
+            f"n_features={self.input_shape[0]}, n_outputs={self.n_outputs}, groups={self._config['groups']!r}"
+        )
 
     def _explain(self, x: torch.Tensor, baseline: torch.Tensor | None, layers: bool) -> ShapleyExplanation:
         ref = self.reference.to(x) if baseline is None else baseline
@@ -300,8 +310,14 @@ class DeepShapNet(ShapNet):
             )
         pruning = as_pruning(prune)
         super().__init__(
-            n_features=n_features, n_outputs=n_outputs, channels=channels, depth=depth, group_size=group_size,
-            hidden=list(hidden), activation=activation, residual=residual,
+            n_features=n_features,
+            n_outputs=n_outputs,
+            channels=channels,
+            depth=depth,
+            group_size=group_size,
+            hidden=list(hidden),
+            activation=activation,
+            residual=residual,
             prune=None if pruning is None else pruning.to_dict(),
         )
         self.input_shape = (n_features,)
@@ -310,8 +326,13 @@ class DeepShapNet(ShapNet):
         widths = [1, *channels, n_outputs]
         self.layers = nn.ModuleList(
             ShapleyLayer(
-                butterfly_groups(n_padded, group_size, stage), widths[stage], widths[stage + 1],
-                hidden=hidden, activation=activation, n_features=n_padded, bias=False,
+                butterfly_groups(n_padded, group_size, stage),
+                widths[stage],
+                widths[stage + 1],
+                hidden=hidden,
+                activation=activation,
+                n_features=n_padded,
+                bias=False,
             )
             for stage in range(depth)
         )
@@ -342,7 +363,12 @@ class DeepShapNet(ShapNet):
         rep = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
         ref_fm = torch.nn.functional.pad(ref, (0, pad)).unsqueeze(-1)
         layers = self.layers[:n_layers]
-        if not collect and not torch.is_grad_enabled() and compiled.applies(rep) and not any(map(watched, layers)):
+        if (
+            not collect
+            and not torch.is_grad_enabled()
+            and compiled.applies(rep)
+            and not any(map(watched, layers))
+        ):
             # Inference on the CPU: the loop below, with the residual and the pruning done in place.
             rep, skipped = compiled.deep_layers_in_place(
                 layers, rep, ref_fm, residual=self.residual, pruning=self.pruning, n_real=n_features
@@ -351,7 +377,9 @@ class DeepShapNet(ShapNet):
         collected, skipped = [], []
         sparse = self.pruning is not None
         for index, layer in enumerate(layers):
-            if watched(layer):  # through __call__, batch-first, so that forward hooks see (and may replace) it
+            if watched(
+                layer
+            ):  # through __call__, batch-first, so that forward hooks see (and may replace) it
                 inputs = rep.transpose(0, 1) if index > 0 else rep.transpose(0, 1) + ref_fm  # (B, F_pad, C)
                 values = layer(inputs, ref_fm if index == 0 else None)  # (B, F_pad, C)
                 out = LayerOutput(values.transpose(0, 1).contiguous(), values.new_zeros(()), 0.0)
@@ -385,7 +413,11 @@ class DeepShapNet(ShapNet):
         base = self.bias.unsqueeze(0).expand(x.shape[0], -1).clone()
         predictions = base + values.sum(1)
         return ShapleyExplanation(
-            values, base, predictions, self.input_shape, collected if layers else None,
+            values,
+            base,
+            predictions,
+            self.input_shape,
+            collected if layers else None,
             sum(skipped[1:]) / max(1, len(skipped) - 1) if self.pruning is not None else None,
             tuple(skipped) if self.pruning is not None else None,
         )
@@ -483,7 +515,9 @@ class VisionShapNet(ShapNet):
             if isinstance(stage, dict):
                 stage = Stage(**stage)
             if not isinstance(stage, Stage):
-                raise TypeError(f"stages[{i}] must be a Stage or a dict of its fields, got {type(stage).__name__}.")
+                raise TypeError(
+                    f"stages[{i}] must be a Stage or a dict of its fields, got {type(stage).__name__}."
+                )
             stage_list.append(stage)
         size = check_int_pair(image_size, "image_size", min_val=1)
         pruning = as_pruning(prune)
@@ -494,10 +528,14 @@ class VisionShapNet(ShapNet):
                 f"{REFERENCE_RULES}, got {reference!r}."
             )
         super().__init__(
-            in_channels=in_channels, n_classes=n_classes,
+            in_channels=in_channels,
+            n_classes=n_classes,
             stages=[{**asdict(s), "hidden": list(s.hidden)} for s in stage_list],
-            image_size=list(size), readout_hidden=list(readout_hidden), activation=activation,
-            residual=residual, prune=None if pruning is None else pruning.to_dict(),
+            image_size=list(size),
+            readout_hidden=list(readout_hidden),
+            activation=activation,
+            residual=residual,
+            prune=None if pruning is None else pruning.to_dict(),
             **({} if rule is None else {"reference": rule}),
         )
         self._check_pruning(pruning)
@@ -514,16 +552,27 @@ class VisionShapNet(ShapNet):
             _check_stage_fits(stage, number, size, stages is DEFAULT_STAGES)
             split = channels if stage.split is None else stage.split
             if not 0 < split <= channels:
-                raise ValueError(f"stage split must be in [1, {channels}] (the channels so far), got {split}.")
+                raise ValueError(
+                    f"stage split must be in [1, {channels}] (the channels so far), got {split}."
+                )
             convs.append(
                 ShapleyConv2d(
-                    split, stage.out_channels, stage.kernel_size, stride=stage.stride, padding=stage.padding,
-                    dilation=stage.dilation, hidden=stage.hidden, activation=activation, bias=False,
+                    split,
+                    stage.out_channels,
+                    stage.kernel_size,
+                    stride=stage.stride,
+                    padding=stage.padding,
+                    dilation=stage.dilation,
+                    hidden=stage.hidden,
+                    activation=activation,
+                    bias=False,
                 )
             )
             splits.append(split)
             channels = stage.out_channels + channels - split
-        convs.append(ShapleyConv2d(channels, n_classes, 1, hidden=readout_hidden, activation=activation, bias=False))
+        convs.append(
+            ShapleyConv2d(channels, n_classes, 1, hidden=readout_hidden, activation=activation, bias=False)
+        )
         splits.append(channels)
         self.stages = nn.ModuleList(convs)
         self.splits = splits
@@ -599,7 +648,11 @@ class VisionShapNet(ShapNet):
         base = self.bias.unsqueeze(0).expand(x.shape[0], -1).clone()
         predictions = base + values.sum((1, 2))
         return ShapleyExplanation(
-            values, base, predictions, self.input_shape, collected if layers else None,
+            values,
+            base,
+            predictions,
+            self.input_shape,
+            collected if layers else None,
             sum(skipped[1:]) / max(1, len(skipped) - 1) if sparse else None,
             tuple(skipped) if sparse else None,
         )
@@ -607,6 +660,7 @@ class VisionShapNet(ShapNet):
 
 def _check_stage_fits(stage: Stage, number: int, size: tuple[int, int], default: bool) -> None:
     """Raise if a stage's dilated window does not fit the (padded) image, which unfold would reject."""
+
     def pair(value: int | Sequence[int]) -> tuple[int, int]:
         return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
 
@@ -617,7 +671,8 @@ def _check_stage_fits(stage: Stage, number: int, size: tuple[int, int], default:
     hint = (
         "The default stages (dilations 1, 2, 4, 8) need images of at least 9x9; pass "
         "stages=[Stage(16), Stage(32, dilation=2)] (or fewer, smaller dilations) for small images."
-        if default else "Use a smaller kernel_size or dilation, or more padding."
+        if default
+        else "Use a smaller kernel_size or dilation, or more padding."
     )
     raise ValueError(
         f"stage {number} (kernel_size={stage.kernel_size}, dilation={stage.dilation}, padding={stage.padding}) "

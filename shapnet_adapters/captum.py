@@ -6,8 +6,6 @@ per call, no sampling, no gradients), laid out as Captum expects: per target, th
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from captum.attr import Attribution, LayerAttribution
 from captum.log import log_usage
@@ -20,8 +18,8 @@ from ._unwrap import as_shapnet
 __all__ = ["LayerShapNetAttribution", "ShapNetAttribution", "TargetType"]
 
 # Every target form Captum accepts for a (B, K) output (see ShapNetAttribution.attribute).
-TargetType = Union[None, int, tuple, torch.Tensor, list]
-TensorOrTuple = Union[torch.Tensor, tuple]
+TargetType = None | int | tuple | torch.Tensor | list
+TensorOrTuple = torch.Tensor | tuple
 
 
 class ShapNetAttribution(Attribution):

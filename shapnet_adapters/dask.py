@@ -338,10 +338,9 @@ def _input_files(path: str) -> tuple[list[str], str]:
         raise FileNotFoundError(
             f"input {path!r} does not exist (expected a .csv or .parquet file, or a folder of them)."
         )
-    if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True))
-    else:
-        files = [path]
+    files = (
+        sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True)) if os.path.isdir(path) else [path]
+    )
     kinds = {".csv": "csv", ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet"}
     found = {
         f: kinds[os.path.splitext(f)[1].lower()]

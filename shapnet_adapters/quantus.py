@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapnet import ShapNet
+from shapnet import ShapNet, is_self_explaining
 
 from ._unwrap import as_shapnet
 
 __all__ = [
     "METHOD_NAMES",
-    "Completeness",
+    "Completeness",  # noqa: F822  (built on first use by the module __getattr__)
     "InputShift",
     "QuantusModel",
     "TabularAsImage",
@@ -124,9 +124,9 @@ class TabularAsImage(QuantusModel):
             if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel))
             else model
         )
-        if not isinstance(shapnet, ShapNet) or len(shapnet.input_shape) != 1:
+        if not is_self_explaining(shapnet) or len(shapnet.input_shape) != 1:
             got = type(model).__name__ + (
-                f" with input shape {shapnet.input_shape}" if isinstance(shapnet, ShapNet) else ""
+                f" with input shape {shapnet.input_shape}" if is_self_explaining(shapnet) else ""
             )
             raise TypeError(f"TabularAsImage wraps a tabular ShapNet (input shape (F,)), got {got}.")
         super().__init__(model)
@@ -256,12 +256,13 @@ def _target_indices(targets: object, batch: int, n_outputs: int) -> torch.Tensor
     array = np.asarray(targets.detach().cpu() if isinstance(targets, torch.Tensor) else targets)
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"targets must be integer class indices, got dtype {array.dtype}.")
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(array == np.round(array)):
-            raise TypeError("targets must be integer class indices, got non-integer floats.")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
+        raise TypeError("targets must be integer class indices, got non-integer floats.")
     array = array.astype(np.int64).reshape(-1)
     if np.any((array < -n_outputs) | (array >= n_outputs)):  # before broadcasting: an empty batch too
-        raise ValueError(f"targets must lie in [{-n_outputs}, {n_outputs - 1}], got {sorted(set(array.tolist()))}.")
+        raise ValueError(
+            f"targets must lie in [{-n_outputs}, {n_outputs - 1}], got {sorted(set(array.tolist()))}."
+        )
     if array.size == 1:
         array = np.full(batch, array[0])
     if array.size != batch:

@@ -21,7 +21,7 @@ import pandas as pd
 import shap
 import torch
 
-from shapnet import ShallowShapNet, ShapNet
+from shapnet import ShapNet, accepts_any_baseline
 from shapnet import load as load_shapnet
 from shapnet import save as save_shapnet
 
@@ -274,7 +274,7 @@ class ShapNetExplainer(shap.Explainer):
         background = torch.tensor(data).to(net.reference)
         if torch.allclose(background, net.reference.expand_as(background), rtol=1e-5, atol=1e-6):
             return None
-        if not isinstance(net, ShallowShapNet):
+        if not accepts_any_baseline(net):
             raise ValueError(
                 f"{type(net).__name__} explains against its own reference (part of the model), so its values "
                 f"against the masker's {len(data)} background rows are not defined. Pass masker=None (or the "
@@ -522,7 +522,7 @@ class ShapNetExplainer(shap.Explainer):
                     parts.append(_average_over_background(self.shapnet, chunk, background))
         combine = self.model.combine
         values, base, predictions = (torch.cat([p[i] for p in parts]) if parts else None for i in range(3))
-        return tuple(combine(t).cpu().numpy() for t in (values, base, predictions))  # type: ignore[return-value]
+        return tuple(combine(t).detach().cpu().numpy() for t in (values, base, predictions))  # type: ignore[return-value]
 
     def _main_effects(self, x: torch.Tensor, batch_size: int | str) -> np.ndarray:
         """``(B, F, K')``: ``f(x_i, background_rest) - f(background)``, averaged over the background rows."""
@@ -569,7 +569,7 @@ def as_tensor(X: object, model: ShapNet) -> torch.Tensor:
 
 
 def _average_over_background(
-    model: ShallowShapNet, x: torch.Tensor, background: torch.Tensor
+    model: ShapNet, x: torch.Tensor, background: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A Shallow ShapNet's values averaged over baselines: exact for the interventional game
     ``v(S) = mean_g f(x_S, background_g)`` (Shapley values are linear in the game)."""

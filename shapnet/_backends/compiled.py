@@ -235,10 +235,12 @@ def prune(
     detached = representation.detach().contiguous()
     keep = torch.empty(representation.shape[:2], dtype=torch.bool)
     active = torch.empty_like(keep)
-    if differentiable:
-        out = representation.new_empty(0, 0, 0)  # the kernel only finds the mask; autograd multiplies
-    else:
-        out = detached if in_place else torch.empty_like(detached)
+    # Differentiable: the kernel only finds the mask, autograd multiplies.
+    out = (
+        representation.new_empty(0, 0, 0)
+        if differentiable
+        else (detached if in_place else torch.empty_like(detached))
+    )
     arrays = (
         detached.numpy(),
         units.contiguous().numpy(),
