@@ -429,7 +429,10 @@ class Stage:
 
     Args:
         out_channels: channels produced from the transformed channels.
-        kernel_size, stride, padding, dilation: window placement, as in ``nn.Conv2d``.
+        kernel_size: window size, as in ``nn.Conv2d``.
+        stride: window step, as in ``nn.Conv2d``.
+        padding: zero padding, as in ``nn.Conv2d``.
+        dilation: spacing of the window's pixels, as in ``nn.Conv2d``.
         hidden: hidden widths of the shared inner MLP.
         split: transform only the first ``split`` channels and pass the rest through (None: all).
     """
