@@ -6,7 +6,7 @@
   is dropped on read, any other malformed or duplicated line is a ValueError naming the file and line.
 * Statistics: :func:`mean_std` uses the sample standard deviation (``ddof=1``; NaN for a single value) and
   :func:`format_mean_std` prints a plain number when there is one value, ``mean ± std`` otherwise.
-  :func:`spearman_rows` is :func:`scipy.stats.spearmanr` per row pair.
+  :func:`spearman_rows` is :func:`scipy.stats.spearmanr` per row pair (one implementation, in the core).
 * Explaining: :class:`CountingModel` counts the rows a model is evaluated on; :func:`timed_attributions`
   runs a registry method (:mod:`benchmarks.methods`) timed and counted; :func:`attribution_metrics`
   compares attributions with exact values.
@@ -287,18 +287,14 @@ def format_mean_std(values: Sequence[float], digits: int = 3) -> str:
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each row pair of two ``(B, F)`` arrays: ``(B,)``, NaN if a row is constant."""
-    from scipy.stats import spearmanr
+    """Spearman correlation of each row pair of two ``(B, F)`` arrays: ``(B,)``, NaN if a row is constant
+    (:func:`shapnet.consistency.spearman_rows`, scipy's ranks)."""
+    from shapnet.consistency import spearman_rows as rows
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a and b must both have shape (B, F), got {a.shape} and {b.shape}.")
-    out = np.full(a.shape[0], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConstantInputWarning: constant rows are NaN by design
-        for i, (row_a, row_b) in enumerate(zip(a, b)):
-            out[i] = spearmanr(row_a, row_b).statistic
-    return out
+    return rows(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 # --------------------------------------------------------------------------- #

@@ -31,7 +31,7 @@ from shapnet import DeepShapNet, Pruning, VisionShapNet, kernels, modules
 from shapnet._backends import compiled
 from shapnet.layers import ShapleyConv2d, ShapleyLayer
 
-from .report import dense_matmul_flops, format_table, machine_info, prepare_out, write_json
+from ._common import dense_matmul_flops, format_table, machine_info, prepare_out, write_json
 
 
 def naive_coalition_flops(model: torch.nn.Module, batch: int) -> float:

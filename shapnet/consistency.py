@@ -268,16 +268,15 @@ def consistency_loss(
     return picked.pow(2).mean()
 
 
-def _average_ranks(t: torch.Tensor) -> torch.Tensor:
-    """Ranks along the last dim (1-based), ties sharing their average rank, as scipy's rankdata."""
-    less = (t.unsqueeze(-1) > t.unsqueeze(-2)).sum(-1)  # (..., F): entries strictly smaller
-    equal = (t.unsqueeze(-1) == t.unsqueeze(-2)).sum(-1)  # includes itself
-    return less.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
+def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation of each row pair of two ``(R, F)`` tensors: ``(R,)`` float64, NaN where a row is
+    constant. Ranks are scipy's ``rankdata`` (ties share their average rank), so this is
+    ``scipy.stats.spearmanr`` row by row, vectorised."""
+    from scipy.stats import rankdata  # scipy comes with scikit-learn
 
-
-def _spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman correlation of each row pair of ``(R, F)`` tensors; NaN where a row is constant."""
-    ra, rb = _average_ranks(a), _average_ranks(b)
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"a and b must both have shape (R, F), got {tuple(a.shape)} and {tuple(b.shape)}.")
+    ra, rb = (torch.from_numpy(rankdata(t.detach().cpu().double().numpy(), axis=-1)) for t in (a, b))
     ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
     denom = ra.norm(dim=-1) * rb.norm(dim=-1)
     corr = (ra * rb).sum(-1) / denom
@@ -330,6 +329,6 @@ def explanation_error(
     relative = float((phi - exact).norm() / exact.norm())
     rows_phi = phi.transpose(1, 2).reshape(-1, n_features)  # (B * K, F)
     rows_exact = exact.transpose(1, 2).reshape(-1, n_features)
-    rho = _spearman_rows(rows_phi, rows_exact)
+    rho = spearman_rows(rows_phi, rows_exact)
     spearman = float(rho.nanmean()) if bool((~rho.isnan()).any()) else float("nan")
     return {"relative_l2": relative, "spearman": spearman}
