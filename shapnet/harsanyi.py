@@ -76,6 +76,14 @@ def _shares(fields: torch.Tensor) -> torch.Tensor:
     return fields / fields.sum(1, keepdim=True).clamp_min(1)
 
 
+def _check_gate(child_ratio: float, gamma: float, slope: float) -> None:
+    """The children's initial share and the AND gate's settings, shared by both HarsanyiNets."""
+    if not 0 < child_ratio <= 1:
+        raise ValueError(f"child_ratio must be in (0, 1], got {child_ratio!r}.")
+    if gamma <= 0 or slope <= 0:
+        raise ValueError(f"gamma and slope must be positive, got gamma={gamma!r}, slope={slope!r}.")
+
+
 class HarsanyiNet(ShapNet):
     """The MLP HarsanyiNet for tabular data: exact Shapley values in one forward pass.
 
@@ -111,10 +119,7 @@ class HarsanyiNet(ShapNet):
             raise ValueError("hidden must name at least one Harsanyi layer, got an empty sequence.")
         for width in hidden:
             check_positive_int(width, "every entry of hidden")
-        if not 0 < child_ratio <= 1:
-            raise ValueError(f"child_ratio must be in (0, 1], got {child_ratio!r}.")
-        if gamma <= 0 or slope <= 0:
-            raise ValueError(f"gamma and slope must be positive, got gamma={gamma!r}, slope={slope!r}.")
+        _check_gate(child_ratio, gamma, slope)
         super().__init__(
             n_features=n_features,
             n_outputs=n_outputs,
@@ -222,10 +227,7 @@ class VisionHarsanyiNet(ShapNet):
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"image_size must be a positive int or (H, W), got {image_size!r}.")
-        if not 0 < child_ratio <= 1:
-            raise ValueError(f"child_ratio must be in (0, 1], got {child_ratio!r}.")
-        if gamma <= 0 or slope <= 0:
-            raise ValueError(f"gamma and slope must be positive, got gamma={gamma!r}, slope={slope!r}.")
+        _check_gate(child_ratio, gamma, slope)
         super().__init__(
             in_channels=in_channels,
             n_outputs=n_outputs,
