@@ -119,9 +119,6 @@ def run_sparsity(
     (out / "models").mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     task = dataset.task
-    n_outputs_ok = task == "classification" or dataset.n_classes == 1
-    if not n_outputs_ok:
-        raise ValueError(f"{dataset.name}: expected a classification or single-output regression dataset.")
     probe = _build(dataset, residual[0], seed)
     n_layers = len(probe.layers) if isinstance(probe, DeepShapNet) else len(probe.stages)
     results = ResultFile(out / "cells.csv", _columns(n_layers), key=("residual", "l1", "threshold"),
@@ -174,8 +171,8 @@ def run_sparsity(
         model.prune = None
     frame = results.frame()
     _report(frame, out, dataset, {
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "explain_rows": int(len(x_timed)),
-        "repeats": repeats, "seed": seed, "n_train": int(len(dataset.X_train)), "n_test": int(len(X_test)),
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "explain_rows": len(x_timed),
+        "repeats": repeats, "seed": seed, "n_train": len(dataset.X_train), "n_test": len(X_test),
     })
     return frame
 

@@ -520,9 +520,11 @@ class ShapNetExplainer(shap.Explainer):
                     parts.append((ex.per_element(), ex.base_values, ex.predictions))
                 else:
                     parts.append(_average_over_background(self.shapnet, chunk, background))
-        combine = self.model.combine
-        values, base, predictions = (torch.cat([p[i] for p in parts]) if parts else None for i in range(3))
-        return tuple(combine(t).detach().cpu().numpy() for t in (values, base, predictions))  # type: ignore[return-value]
+            combine = self.model.combine  # inside no_grad too: no graph for the output combination
+            values, base, predictions = (
+                torch.cat([p[i] for p in parts]) if parts else None for i in range(3)
+            )
+            return tuple(combine(t).cpu().numpy() for t in (values, base, predictions))  # type: ignore[return-value]
 
     def _main_effects(self, x: torch.Tensor, batch_size: int | str) -> np.ndarray:
         """``(B, F, K')``: ``f(x_i, background_rest) - f(background)``, averaged over the background rows."""
