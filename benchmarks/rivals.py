@@ -758,6 +758,34 @@ def _roar(
     return rows
 
 
+def _with_earlier_models(
+    path: Path, models_meta: list[dict[str, Any]], datasets: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``models_meta`` plus the records in ``path`` of the requested models this run did not load.
+
+    A run that only reports, or that covers some datasets, must not drop the training records of the
+    others (their cached models may be gone: the records are the measurement).
+    """
+    import pandas as pd
+
+    if not path.exists():
+        return models_meta
+    here = {(m["dataset"], m["model"]) for m in models_meta}
+    earlier = [
+        {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v))}
+        for rec in pd.read_csv(path).to_dict("records")
+        if (rec["dataset"], rec["model"]) not in here
+    ]
+    order = {name: i for i, name in enumerate(datasets)}
+    return sorted(
+        models_meta + earlier,
+        key=lambda m: (
+            order.get(m["dataset"], len(order)),
+            RIVALS.index(m["model"]) if m["model"] in RIVALS else 99,
+        ),
+    )
+
+
 def _finished_areas(out: Path, datasets: Sequence[str]) -> list[dict[str, Any]]:
     """ROAR / KAR areas from the ``summary.csv`` of every finished ROAR run under ``out/roar``."""
     import pandas as pd
@@ -962,6 +990,7 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         else:
             r["timing"] = "median of 3 consecutive calls"
     pay = payback(rows)
+    models_meta = _with_earlier_models(out / "models.csv", models_meta, settings.datasets)
     write_csv(out / "models.csv", [{k: v for k, v in m.items() if k != "config"} for m in models_meta])
     write_csv(out / "payback.csv", pay)
     tables = _tables(models_meta, rows, pay, areas)
