@@ -976,6 +976,7 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
             write_csv(out / "roar_areas.csv", areas)
     if not settings.roar:  # the areas of earlier (or still running) ROAR runs, as far as they got
         areas = _finished_areas(out, settings.datasets)
+        write_csv(out / "roar_areas.csv", areas)
     rows = [dict(r) for r in results.read() if r["dataset"] in settings.datasets]
     interleaved = {timings.key_of(t): t for t in timings.read()}
     for r in rows:
