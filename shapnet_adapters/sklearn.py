@@ -2,9 +2,10 @@
 
 :class:`ShapNetClassifier` and :class:`ShapNetRegressor` are plain sklearn estimators (``__init__`` only
 stores its arguments; ``clone``, ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` work). ``fit``
-validates the data, builds a :class:`~shapnet.DeepShapNet` or :class:`~shapnet.ShallowShapNet` for
-``X``'s number of features, and trains it with a skorch ``NeuralNetClassifier`` / ``NeuralNetRegressor``
-whose training step adds the explanation penalties of :func:`shapnet.training.training_loss`.
+validates the data, builds a :class:`~shapnet.DeepShapNet`, :class:`~shapnet.ShallowShapNet` or
+:class:`~shapnet.HarsanyiNet` for ``X``'s number of features, and trains it with a skorch
+``NeuralNetClassifier`` / ``NeuralNetRegressor`` whose training step adds the explanation penalties of
+:func:`shapnet.training.training_loss`.
 
 Why a wrapper around skorch rather than a skorch subclass: skorch nets set attributes in ``__init__``
 and route the module's arguments through ``module__*`` parameters that must be known before ``fit``, while
@@ -38,6 +39,7 @@ from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import ValidSplit, unpack_data
 from skorch.utils import to_tensor
 
+from shapnet.harsanyi import HarsanyiNet
 from shapnet.models import DeepShapNet, ShallowShapNet, ShapNet
 from shapnet.training import training_loss
 
@@ -49,7 +51,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ShapNetClassifier", "ShapNetRegressor", "explain_pipeline"]
 
-_BUILDERS: dict[str, type[ShapNet]] = {"deep": DeepShapNet, "shallow": ShallowShapNet}
+_BUILDERS: dict[str, type[ShapNet]] = {
+    "deep": DeepShapNet,
+    "shallow": ShallowShapNet,
+    "harsanyi": HarsanyiNet,
+}
 _RESERVED = ("n_features", "n_outputs", "reference", "prune")
 #: The Shapley-consistency weight that ``consistency="auto"`` gives a deep model (README, "The λ sweep").
 RECOMMENDED_CONSISTENCY = 3.0
@@ -177,7 +183,7 @@ class _ShapNetEstimator(BaseEstimator):
 
     def __init__(
         self,
-        model: Literal["deep", "shallow"] = "deep",
+        model: Literal["deep", "shallow", "harsanyi"] = "deep",
         model_kwargs: dict | None = None,
         reference: str | np.ndarray = "zero",
         l1: float = 0.0,
@@ -237,8 +243,11 @@ class _ShapNetEstimator(BaseEstimator):
         _positive_int(self.n_coalitions, "n_coalitions")
         if self.prune is not None:
             _number(self.prune, "prune", high=1.0)
-            if self.model == "shallow":
-                raise ValueError("prune works with model='deep' only (a shallow ShapNet has a single layer).")
+            if self.model != "deep":
+                raise ValueError(
+                    f"prune works with model='deep' only, got model={self.model!r} (a shallow ShapNet has a "
+                    "single layer; a HarsanyiNet's units already fire only on their chosen children)."
+                )
         _positive_int(self.max_epochs, "max_epochs")
         _number(self.lr, "lr", low_open=True)
         _positive_int(self.batch_size, "batch_size")
@@ -256,7 +265,8 @@ class _ShapNetEstimator(BaseEstimator):
 
     def _consistency_weight(self, n_features: int = 2) -> float:
         """``consistency`` as a number: ``"auto"`` is :data:`RECOMMENDED_CONSISTENCY` for a deep model and
-        0 for a shallow one (whose values are exact already) or a single feature (always exact)."""
+        0 for a shallow one or a HarsanyiNet (whose values are exact already) or a single feature (always
+        exact)."""
         if isinstance(self.consistency, str):
             if self.consistency != "auto":
                 raise ValueError(
@@ -461,10 +471,13 @@ class _ShapNetEstimator(BaseEstimator):
 
 _PARAMS_DOC = """
     Args:
-        model: ``"deep"`` (:class:`~shapnet.DeepShapNet`, butterfly of pairwise Shapley layers) or
+        model: ``"deep"`` (:class:`~shapnet.DeepShapNet`, butterfly of pairwise Shapley layers),
             ``"shallow"`` (:class:`~shapnet.ShallowShapNet`, exact Shapley values; all feature pairs by
-            default, ``model_kwargs={"groups": "gam"}`` for an additive model).
-        model_kwargs: more arguments of the model's constructor (``channels``, ``hidden``, ``groups``...).
+            default, ``model_kwargs={"groups": "gam"}`` for an additive model) or ``"harsanyi"``
+            (:class:`~shapnet.HarsanyiNet`, Harsanyi-interaction units: exact Shapley values against the
+            reference; two layers of 100 units by default, ``model_kwargs={"hidden": (32, 32)}``...).
+        model_kwargs: more arguments of the model's constructor (``channels``, ``hidden``, ``groups``,
+            ``child_ratio``, ``gamma``...).
         reference: the baseline the values are relative to: ``"zero"`` (the mean of standardised data),
             ``"mean"`` (the training mean) or an array ``(F,)``. Part of a deep model (see DESIGN §4).
         l1: weight of the L1 penalty on the Shapley values (sparser explanations).
@@ -474,7 +487,7 @@ _PARAMS_DOC = """
             deep model's explanation towards the exact Shapley values of its output; 0 disables it.
             ``"auto"`` (default): 3.0 for ``model="deep"`` (the smallest weight that brought the error
             against the exact values to <= 0.05 on yeast and wine, at about twice the training time; see
-            the README), 0 for ``model="shallow"``.
+            the README), 0 for ``model="shallow"`` and ``model="harsanyi"`` (exact values already).
         n_coalitions: coalitions sampled per sample for the consistency loss.
         prune: fraction of features pruned per instance after each layer (``model="deep"`` only).
         max_epochs: training epochs (fewer with early stopping).
@@ -511,7 +524,7 @@ class ShapNetClassifier(ClassifierMixin, _ShapNetEstimator):
         + _PARAMS_DOC
         + """
     Attributes:
-        model_: the trained ShapNet (``K`` outputs, ``K = n_classes``; also for 2 classes).
+        model_: the trained ShapNet or HarsanyiNet (``K`` outputs, ``K = n_classes``; also for 2 classes).
         net_: the skorch ``NeuralNetClassifier`` that trained it.
         classes_: class labels, ``(K,)``.
         n_features_in_, feature_names_in_: as in sklearn.
@@ -570,7 +583,7 @@ class ShapNetRegressor(RegressorMixin, _ShapNetEstimator):
     yourself and rescale the values).
 
     Attributes:
-        model_: the trained ShapNet (1 output).
+        model_: the trained ShapNet or HarsanyiNet (1 output).
         net_: the skorch ``NeuralNetRegressor`` that trained it.
         n_features_in_, feature_names_in_: as in sklearn.
         reference_: ``(F,)`` float32 reference used by the model.

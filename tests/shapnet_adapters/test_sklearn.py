@@ -16,20 +16,29 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_classifiers_train, check_regressors_train, parametrize_with_checks
 
-from shapnet import DeepShapNet, ShallowShapNet
+from shapnet import DeepShapNet, HarsanyiNet, ShallowShapNet, exact_shapley
 from shapnet_adapters.sklearn import EXPECTED_FAILED_CHECKS, ShapNetClassifier, ShapNetRegressor
 
 
-#: Every configuration the docs describe (docs/ecosystem/sklearn.md): classifier and regressor; deep, shallow
-#: and pruned deep models.
-CONFIGURATIONS = [{}, {"model": "shallow"}, {"prune": 0.5}]
+#: A HarsanyiNet small enough for the checks' dozens of fits: one layer of 32 units, each choosing half of
+#: the features as children (with one child per unit it learns too slowly for the training-score checks).
+SMALL_HARSANYI = {"model": "harsanyi", "model_kwargs": {"hidden": (32,), "child_ratio": 0.5}}
+#: Every configuration the docs describe (docs/ecosystem/sklearn.md): classifier and regressor; deep, shallow,
+#: pruned deep and HarsanyiNet models.
+CONFIGURATIONS = [{}, {"model": "shallow"}, {"prune": 0.5}, SMALL_HARSANYI]
+
+
+def _check_epochs(estimator: type, config: dict) -> int:
+    """Epochs for the checks: 3, except where check_classifiers_train / check_regressors_train need more
+    (a shallow regressor: 30; a HarsanyiNet: 10, measured with random_state=0)."""
+    if config is SMALL_HARSANYI:
+        return 10
+    return 30 if estimator is ShapNetRegressor and config == {"model": "shallow"} else 3
 
 
 @parametrize_with_checks(
     [
-        # A shallow regressor needs more than 3 epochs for check_regressors_train's R² > 0.5.
-        estimator(max_epochs=30 if estimator is ShapNetRegressor and config == {"model": "shallow"} else 3,
-                  random_state=0, **config)
+        estimator(max_epochs=_check_epochs(estimator, config), random_state=0, **config)
         for estimator in (ShapNetClassifier, ShapNetRegressor)
         for config in CONFIGURATIONS
     ],
@@ -200,6 +209,42 @@ def test_model_options_reach_the_shapnet() -> None:
         ShapNetClassifier(model_kwargs={"n_features": 3}).fit(X, y)
     with pytest.raises(ValueError, match="prune works with model='deep'"):
         ShapNetClassifier(model="shallow", prune=0.5).fit(X, y)
+
+
+def test_harsanyi_model_explains_exactly_through_every_accessor() -> None:
+    """model="harsanyi": a HarsanyiNet, no consistency loss under "auto" (its values are exact already), and
+    the estimator's explanation equals the brute-force Shapley values of the fitted model's output."""
+    import copy
+
+    X, y = smooth_regression(n=120, f=5)
+    reg = ShapNetRegressor(
+        model="harsanyi",
+        model_kwargs={"hidden": (16, 16)},
+        max_epochs=20,
+        lr=1e-2,
+        early_stopping=False,
+        reference="mean",
+        random_state=0,
+    ).fit(X, y)
+    assert isinstance(reg.model_, HarsanyiNet) and reg.model_.config["hidden"] == [16, 16]
+    assert reg.consistency_ == 0.0 and reg.score(X, y) > 0.5
+    ex = reg.explain(X[:8])
+    exact_model = copy.deepcopy(reg.model_).double()
+    truth = exact_shapley(exact_model, torch.as_tensor(X[:8]), exact_model.reference)[..., 0].numpy()
+    np.testing.assert_allclose(ex.values, truth, atol=1e-5)
+    np.testing.assert_allclose(ex.values.sum(1) + ex.base_values, reg.predict(X[:8]), atol=1e-5)
+    x = torch.tensor(X[:8], dtype=torch.float32)
+    np.testing.assert_allclose(reg.captum_attribution().attribute(x).detach().numpy(), ex.values, atol=1e-5)
+    np.testing.assert_allclose(reg.shap_explainer()(X[:8]).values, ex.values, atol=1e-5)
+    # The classifier: the same model family, explained like the others (K = 3 logits).
+    Xc, yc = blobs(n=60)
+    clf = ShapNetClassifier(**{**FAST, **SMALL_HARSANYI, "consistency": "auto"}).fit(Xc, yc)
+    assert isinstance(clf.model_, HarsanyiNet) and clf.consistency_ == 0.0 and clf.score(Xc, yc) > 0.8
+    cex = clf.explain(Xc)
+    assert cex.values.shape == (60, 4, 3)
+    np.testing.assert_allclose(cex.values.sum(1) + cex.base_values, clf.decision_function(Xc), atol=1e-5)
+    with pytest.raises(ValueError, match="prune works with model='deep' only, got model='harsanyi'"):
+        ShapNetClassifier(model="harsanyi", prune=0.5).fit(Xc, yc)
 
 
 @pytest.mark.parametrize(
