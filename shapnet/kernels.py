@@ -169,7 +169,20 @@ def _project(delta, slots, w1, j, m, mw, rows, start, width, d_buf, proj):  # pr
 
 @_compiled()
 def relu_modules_forward(
-    delta, slots, w1, offset, w_out, active, weights_t, out, accumulate, norms, row_start, row_stop
+    delta,
+    slots,
+    w1,
+    offset,
+    w_out,
+    active,
+    weights_t,
+    out,
+    accumulate,
+    norms,
+    threshold,
+    active_out,
+    row_start,
+    row_stop,
 ):  # pragma: no cover - compiled
     """Shapley values ``out (F, N, O)`` of the rows ``row_start <= n < row_stop``; returns the number of busy
     (module, row) pairs among them. Calls on disjoint row ranges write disjoint parts of ``out`` and
@@ -180,6 +193,11 @@ def relu_modules_forward(
     the slots partition the features, since each module reads its rows before it writes them. Unless it has
     size 0, ``norms (F, N)`` receives every feature's L1 norm of ``out``, computed while the module's rows
     are in cache (partitions only: each feature must belong to exactly one module).
+
+    Unless it has size 0, ``active_out (F, N)`` receives the mask that threshold pruning would return
+    (:func:`prune_units` with ``n_prune = 0``): a feature of ``out`` whose L1 norm, in float32, is below
+    ``threshold`` is set to 0, and ``active_out`` marks the features left non-zero. The pruning then costs
+    no pass of its own (partitions only, as ``norms``; the norms written are those after pruning).
     """
     _, n_rows, c_in = delta.shape
     k, n_modules = slots.shape
@@ -198,6 +216,9 @@ def relu_modules_forward(
         out[:, row_start:row_stop] = 0.0
     if norms.size > 0:
         norms[:, row_start:row_stop] = 0.0
+    prune = active_out.size > 0
+    if prune:
+        active_out[:, row_start:row_stop] = False  # idle modules' features stay 0: inactive
     total_busy = 0
     for m in range(n_modules):
         mw = 0 if w1.shape[1] == 1 else m
@@ -237,9 +258,9 @@ def relu_modules_forward(
                     if act[j, n]:  # a dummy player's value is exactly 0 (missingness)
                         for o in range(phi.shape[1]):  # explicit loops: slice arithmetic would allocate
                             out[f, n, o] += phi[r, o]
-        if norms.size > 0:
+        if norms.size > 0 or prune:
             # Only the busy rows: an idle module's features are 0 in its input and get no values, so their
-            # norms stay the 0 written below; a pass over every row would cost as much as a sparse layer.
+            # norms stay the 0 written above; a pass over every row would cost as much as a sparse layer.
             for j in range(k):
                 f = slots[j, m]
                 if f < out.shape[0]:
@@ -248,7 +269,15 @@ def relu_modules_forward(
                         total = 0.0
                         for o in range(out.shape[2]):
                             total += abs(out[f, n, o])
-                        norms[f, n] = total
+                        if prune:
+                            # Compared in float32, as prune_units ranks (so both paths prune the same).
+                            if np.float32(total) < threshold:
+                                for o in range(out.shape[2]):
+                                    out[f, n, o] = 0.0
+                                total = 0.0
+                            active_out[f, n] = total != 0.0
+                        if norms.size > 0:
+                            norms[f, n] = total
     return total_busy
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 applies = kernels.applies  # (tests patch this name to force the PyTorch backends)
 
 _NO_NORMS = np.empty((0, 0))  # the kernels' "not asked for": an empty array of the right rank
+_NO_MASK = np.empty((0, 0), np.bool_)
 
 # Threads: every kernel call is split over contiguous ranges of rows (samples), one per thread, as many
 # threads as torch may use (torch.get_num_threads(), set by torch.set_num_threads or OMP_NUM_THREADS). Each
@@ -93,7 +94,7 @@ class CompiledReluModules(torch.autograd.Function):
             _run(
                 [
                     lambda start=start, stop=stop: kernels.relu_modules_forward(
-                        *arrays, False, _NO_NORMS, start, stop
+                        *arrays, False, _NO_NORMS, -math.inf, _NO_MASK, start, stop
                     )
                     for start, stop in row_ranges(delta.shape[1])
                 ]
@@ -174,35 +175,88 @@ def add_values_(
     offset: torch.Tensor,
     active: torch.Tensor | None,
     norms: bool,
-) -> tuple[int, torch.Tensor | None]:
+    threshold: float | None = None,
+) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
     """:func:`feature_values` added to ``delta`` in place (a residual connection), for inference.
 
     Needs autograd off, ``C_in == O``, a contiguous ``delta`` and ``slots`` that partition the features (each
     feature is written by one module, after that module has read it).
 
+    Args:
+        threshold: if given, threshold pruning of the sum in the same pass: its features whose L1 norm is
+            below ``threshold`` are set to 0, as :func:`prune` with that threshold would (and no fraction).
+
     Returns:
-        the number of busy (module, row) pairs and, with ``norms``, the features' L1 norms ``(F, N)`` after
-        the addition (float64), which pruning needs next.
+        the number of busy (module, row) pairs; with ``norms``, the features' L1 norms ``(F, N)`` after the
+        addition (float64), which pruning needs next; with ``threshold``, the ``(F, N)`` bool mask of the
+        features left non-zero (the next layer's players).
     """
     check_layer(delta, slots, mlp.first_weight, offset, mlp.weights[-1], active, out=delta)
     if not delta.is_contiguous() or torch.is_grad_enabled():
         raise ValueError("add_values_ writes into delta: it needs a contiguous delta and autograd off.")
+    return _inference_pass(mlp, delta, slots, offset, active, delta, norms, threshold)
+
+
+def pruned_values(
+    mlp: GroupedMLP,
+    delta: torch.Tensor,
+    slots: torch.Tensor,
+    offset: torch.Tensor,
+    threshold: float,
+    active: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """:func:`feature_values` followed by threshold pruning, in one pass, for inference (autograd off).
+
+    Needs ``slots`` that partition the features; ``active`` as in :func:`feature_values`.
+
+    Returns:
+        ``values (F, N, O)`` with the features whose L1 norm is below ``threshold`` set to 0, the number of
+        busy (module, row) pairs, and the ``(F, N)`` bool mask of the features left non-zero.
+    """
+    check_layer(delta, slots, mlp.first_weight, offset, mlp.weights[-1], active)
+    if torch.is_grad_enabled():
+        raise ValueError("pruned_values is for inference: it needs autograd off.")
+    delta = delta.contiguous()
+    out = delta.new_empty(*delta.shape[:2], mlp.weights[-1].shape[-1])
+    n_busy, _, mask = _inference_pass(mlp, delta, slots, offset, active, out, False, threshold)
+    assert mask is not None
+    return out, n_busy, mask
+
+
+def _inference_pass(
+    mlp: GroupedMLP,
+    delta: torch.Tensor,
+    slots: torch.Tensor,
+    offset: torch.Tensor,
+    active: torch.Tensor | None,
+    out: torch.Tensor,
+    norms: bool,
+    threshold: float | None,
+) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
+    """One threaded ``relu_modules_forward`` call into ``out``, accumulating when ``out`` is ``delta``."""
+    if threshold is not None and math.isnan(threshold):
+        raise ValueError("the pruning threshold must be a number, got NaN.")
     weights_t = mlp.weights_t.to(delta.dtype)
     active = torch.empty(0, 0, dtype=torch.bool) if active is None else active.contiguous()
     out_norms = torch.empty(delta.shape[:2], dtype=torch.float64) if norms else None
-    array = delta.numpy()
+    out_active = torch.empty(delta.shape[:2], dtype=torch.bool) if threshold is not None else None
     weights = [t.detach().contiguous().numpy() for t in (mlp.first_weight, offset, mlp.weights[-1])]
-    arrays = [array, slots.numpy(), *weights, active.numpy(), weights_t.numpy(), array, True]
-    norms_array = _NO_NORMS if out_norms is None else out_norms.numpy()
+    arrays = [delta.numpy(), slots.numpy(), *weights, active.numpy(), weights_t.numpy(), out.numpy()]
+    options = (
+        out is delta,
+        _NO_NORMS if out_norms is None else out_norms.numpy(),
+        -math.inf if threshold is None else float(threshold),
+        _NO_MASK if out_active is None else out_active.numpy(),
+    )
     n_busy = sum(
         _run(
             [
-                lambda start=start, stop=stop: kernels.relu_modules_forward(*arrays, norms_array, start, stop)
+                lambda start=start, stop=stop: kernels.relu_modules_forward(*arrays, *options, start, stop)
                 for start, stop in row_ranges(delta.shape[1])
             ]
         )
     )
-    return n_busy, out_norms
+    return n_busy, out_norms, out_active
 
 
 def prune(
@@ -277,7 +331,8 @@ def deep_layers_in_place(
     The same result as running ``layer.forward_features``, adding the residual and pruning layer by layer
     (the tests compare them), with fewer passes over memory: each hidden layer whose groups partition the
     features adds its values to its input inside the kernel and measures the L1 norms pruning needs, and
-    pruning hands the next layer the mask of its active features.
+    pruning hands the next layer the mask of its active features. Threshold pruning of single features
+    costs no pass of its own: the layer's kernel prunes each feature as soon as its norm is known.
 
     Args:
         layers: the :class:`~shapnet.layers.ShapleyLayer` s to run.
@@ -299,33 +354,53 @@ def deep_layers_in_place(
     skipped: list[float] = []
     for index, layer in enumerate(layers):
         mlp, n_rows, norms = layer.mlp, rep.shape[1], None
+        ref = reference if index == 0 else None
+        adds_residual = residual and rep.shape[-1] == mlp.out_channels
+        # The kernel prunes by itself when the pruning after this layer is a plain threshold and no residual
+        # is added after its call (in place, the kernel prunes the sum).
+        threshold = _fusable_threshold(pruning, index, len(layers)) if layer.index.partition else None
+        pruned = False  # whether the kernel has pruned this layer's output (and set `active`)
         values: torch.Tensor | None
-        if index == 0 or not mlp.fused_relu:
-            out = layer.forward_features(rep, reference if index == 0 else None, sparse=sparse and index > 0)
+        if not mlp.fused_relu:
+            out = layer.forward_features(rep, ref, sparse=sparse and index > 0)
             values, fraction = out.values, out.skipped
         else:
-            offset, slots = mlp.offset(None), layer.index.slots
-            if (
-                residual
-                and layer.index.partition
-                and rep.is_contiguous()
-                and rep.shape[-1] == mlp.out_channels
-            ):
-                n_busy, norms = add_values_(mlp, rep, slots, offset, active, norms=sparse)
-                values = None
+            offset = mlp.offset(None if ref is None else layer.index.gather(ref))
+            slots = layer.index.slots
+            # The first layer's input is the caller's: it is never written.
+            if index > 0 and adds_residual and layer.index.partition and rep.is_contiguous():
+                n_busy, norms, mask = add_values_(
+                    mlp, rep, slots, offset, active, norms=sparse and threshold is None, threshold=threshold
+                )
+                values, pruned = None, threshold is not None
+                active = mask if pruned else active
+            elif threshold is not None and not adds_residual:
+                values, n_busy, active = pruned_values(mlp, rep, slots, offset, threshold, active)
+                pruned = True
             else:
                 values, n_busy = feature_values(mlp, rep, slots, offset, active)
             pairs = layer.n_modules * n_rows
-            fraction = 1.0 - n_busy / pairs if sparse and pairs else 0.0
+            # (the first layer's skipped pairs are not counted, as in the layer-by-layer path)
+            fraction = 1.0 - n_busy / pairs if sparse and pairs and index > 0 else 0.0
         if values is None:  # added in place
             new = rep
         elif residual and values.shape[-1] == rep.shape[-1]:
             new = values.add_(rep)
         else:
             new = values
-        if sparse and index < len(layers) - 1:
+        if sparse and index < len(layers) - 1 and not pruned:
+            assert pruning is not None
             groups = layers[index + 1].index.groups if pruning.granularity == "group" else None
             new, active = prune(new, *pruning.for_layer(index), n_real, groups, in_place=True, norms=norms)
         skipped.append(fraction)
         rep = new
     return rep, skipped
+
+
+def _fusable_threshold(pruning: Pruning | None, index: int, n_layers: int) -> float | None:
+    """The threshold that layer ``index``'s kernel can apply itself, or None (no pruning after the layer,
+    or a pruning that needs a pass of its own: a fraction ranks, groups average their members)."""
+    if pruning is None or index == n_layers - 1 or pruning.granularity != "feature":
+        return None
+    fraction, threshold = pruning.for_layer(index)
+    return None if fraction else threshold

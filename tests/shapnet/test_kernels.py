@@ -192,21 +192,40 @@ def test_other_dtypes_take_the_torch_path() -> None:
     assert (got.float() - expected).abs().max() <= 0.05 * expected.abs().max()
 
 
-@pytest.mark.parametrize("prune", [None, Pruning(fraction=0.5, granularity="group"), Pruning(fraction=0.5)])
-def test_residual_in_place_equals_the_copying_path(prune) -> None:
+@pytest.mark.parametrize(
+    ("prune", "residual", "dtype"),
+    [
+        (None, True, torch.float64),
+        (Pruning(fraction=0.5, granularity="group"), True, torch.float64),
+        (Pruning(fraction=0.5), True, torch.float64),
+        # Threshold pruning of single features runs inside the layer kernels (no pruning pass): the first
+        # layer's kernel prunes its fresh values, later ones prune the residual sum in place.
+        (Pruning(threshold=0.3), True, torch.float64),
+        (Pruning(threshold=0.3), True, torch.float32),
+        (Pruning(threshold=(0.5, None, 0.2, 0.4)), True, torch.float64),
+        (Pruning(threshold=0.3), False, torch.float64),
+        (Pruning(fraction=0.25, threshold=0.3), True, torch.float64),
+    ],
+)
+def test_residual_in_place_equals_the_copying_path(prune, residual, dtype) -> None:
     """Inference adds each layer's values to its input in place (and hands pruning its norms); collecting the
     layers takes the plain loop. Both must give the same explanation, and the user's input must stay
     untouched."""
     torch.manual_seed(2)
-    model = DeepShapNet(16, 3, channels=6, hidden=(8,), prune=prune).double()
-    x = torch.randn(20, 16, dtype=torch.float64)
+    model = DeepShapNet(16, 3, channels=6, hidden=(8,), prune=prune, residual=residual).to(dtype)
+    x = torch.randn(20, 16, dtype=dtype)
     x_before = x.clone()
     with torch.no_grad():
         in_place = model.explain(x)
         copying = model.explain(x, layers=True)
     assert torch.equal(x, x_before)
-    torch.testing.assert_close(in_place.values, copying.values, atol=1e-12, rtol=1e-12)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(in_place.values, copying.values, atol=tolerance, rtol=tolerance)
     assert in_place.skipped == copying.skipped
+    if prune is not None and prune.threshold is not None:  # the thresholds must bite for this to test them
+        model.prune = None
+        with torch.no_grad():
+            assert not torch.allclose(model.explain(x).values, in_place.values)
     with pytest.raises(RuntimeError, match="no_grad"):
         compiled.deep_layers_in_place(
             model.layers,
