@@ -214,6 +214,12 @@ class RivalsSettings:
             raise ValueError(
                 f"consistency must be > 0 (deep is the lambda = 0 model), got {self.consistency!r}."
             )
+        for name in ("image_models", "roar_image_models"):
+            unknown = [m for m in getattr(self, name) if m not in RIVALS]
+            if unknown:
+                raise ValueError(
+                    f"{name} must be among {', '.join(RIVALS)}, got {list(getattr(self, name))}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1054,6 +1060,12 @@ def main(argv: list[str] | None = None) -> int:
         help="models trained and explained on images",
     )
     parser.add_argument(
+        "--roar-image-models",
+        type=comma_separated(str),
+        default=["mlp"],
+        help="models retrained by ROAR / KAR on images (each run retrains 1 + 4 x fractions models)",
+    )
+    parser.add_argument(
         "--fastshap-deep",
         type=comma_separated(str),
         default=None,
@@ -1083,6 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
             timing_rounds=args.timing_rounds,
             fastshap_deep=args.fastshap_deep,
             image_models=args.image_models,
+            roar_image_models=args.roar_image_models,
             progress=not args.no_progress,
         )
         run_rivals(settings)
