@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 __all__ = ["GlobalBatchSampler", "World", "init_from_env"]
@@ -99,7 +101,10 @@ class GlobalBatchSampler(DistributedSampler):
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: torch.Generator, world: World) -> None:
-        super().__init__(range(n), num_replicas=world.size, rank=world.rank, shuffle=True, drop_last=False)
+        # The sampler reads only len(dataset): a range of the indices is dataset enough (torch's stub asks
+        # for a Dataset).
+        indices = cast("Dataset[int]", range(n))
+        super().__init__(indices, num_replicas=world.size, rank=world.rank, shuffle=True, drop_last=False)
         self.n, self.batch_size, self.generator = n, batch_size, shuffle
         self._order: torch.Tensor | None = None
 

@@ -80,4 +80,5 @@ def exact_shapley(
         out = out.reshape(batch, mask.shape[0], -1).to(torch.float64)  # (B, S, O)
         part = torch.einsum("sf,bso->bfo", weights[start : start + chunk_size], out)
         values = part if values is None else values + part
+    assert values is not None  # 2**F >= 1 coalitions: the loop ran
     return values.to(x.dtype)

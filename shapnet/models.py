@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ class ShapNet(nn.Module, ABC):
 
     def __init__(self, **config: object) -> None:
         super().__init__()
-        self._config = config
+        self._config: dict[str, Any] = config  # JSON-like constructor arguments
 
     @property
     def config(self) -> dict:
@@ -61,7 +62,8 @@ class ShapNet(nn.Module, ABC):
 
     @property
     def n_outputs(self) -> int:
-        return int(self._config.get("n_outputs", self._config.get("n_classes")))  # type: ignore[arg-type]
+        value: Any = self._config.get("n_outputs", self._config.get("n_classes"))  # every model sets one
+        return int(value)
 
     @property
     def prune(self) -> Pruning | None:
@@ -104,24 +106,24 @@ class ShapNet(nn.Module, ABC):
         return self._explain(x, None, False).predictions
 
     def explain(
-        self, x: torch.Tensor, *, baseline: torch.Tensor | None = None, layers: bool = False
+        self, x: torch.Tensor, *, baseline: object = None, layers: bool = False
     ) -> ShapleyExplanation:
         """Shapley values of the prediction at ``x``.
 
         Args:
             x: ``(B, *input_shape)``.
-            baseline: None (the model's reference) or a baseline: any baseline is exact for a
-                :class:`ShallowShapNet`; Deep and Vision ShapNets accept only their own reference.
+            baseline: None (the model's reference) or a baseline broadcastable to ``x`` (a tensor, an array
+                or a number): any baseline is exact for a :class:`ShallowShapNet`; Deep and Vision ShapNets
+                accept only their own reference.
             layers: also return every layer's representation.
         """
         x = self._check_input(x)
-        if baseline is not None:
-            baseline = self._check_baseline(baseline, x)
+        checked = None if baseline is None else self._check_baseline(baseline, x)
         if (
             x.shape[0] == 0
         ):  # as in forward: explain one reference row and keep none (right shapes everywhere)
             return self._explain(self.reference.to(x).unsqueeze(0), None, layers)[:0]
-        return self._explain(x, baseline, layers)
+        return self._explain(x, checked, layers)
 
     def _check_baseline(self, baseline: object, x: torch.Tensor) -> torch.Tensor | None:
         base = _as_baseline(baseline, x)
@@ -362,7 +364,8 @@ class DeepShapNet(ShapNet):
         # Feature-major (F_pad, B, 1); padding features equal their reference (delta 0, reference 0).
         rep = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
         ref_fm = torch.nn.functional.pad(ref, (0, pad)).unsqueeze(-1)
-        layers = self.layers[:n_layers]
+        all_layers = cast("Sequence[ShapleyLayer]", self.layers)  # a ModuleList types them as Module
+        layers = all_layers[:n_layers]
         if (
             not collect
             and not torch.is_grad_enabled()
@@ -375,7 +378,8 @@ class DeepShapNet(ShapNet):
             )
             return rep, ref_fm if n_layers == 0 else None, [], skipped
         collected, skipped = [], []
-        sparse = self.pruning is not None
+        pruning = self.pruning
+        sparse = pruning is not None
         for index, layer in enumerate(layers):
             if watched(
                 layer
@@ -388,9 +392,9 @@ class DeepShapNet(ShapNet):
             new = out.values
             if self.residual and new.shape[-1] == rep.shape[-1]:
                 new = new + rep
-            if sparse and index < len(self.layers) - 1:
-                groups = self.layers[index + 1].groups if self.pruning.granularity == "group" else None
-                new = prune_features(new, *self.pruning.for_layer(index), n_real=n_features, groups=groups)
+            if pruning is not None and index < len(all_layers) - 1:  # sparse
+                groups = all_layers[index + 1].groups if pruning.granularity == "group" else None
+                new = prune_features(new, *pruning.for_layer(index), n_real=n_features, groups=groups)
             skipped.append(out.skipped)
             rep = new
             if collect:
@@ -398,12 +402,13 @@ class DeepShapNet(ShapNet):
         return rep, ref_fm if n_layers == 0 else None, collected, skipped
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        if watched(self.layers[-1]):
+        last = cast(ShapleyLayer, self.layers[-1])
+        if watched(last):
             return self._explain(x, None, False).predictions
         # The last layer only has to deliver sum_i Phi_i, which efficiency gives without its values.
         rep, ref_fm, _, _ = self._hidden(x, len(self.layers) - 1, False)
-        total, _ = self.layers[-1].forward_sum(rep, ref_fm)
-        if self.residual and self.layers[-1].out_channels == rep.shape[-1]:
+        total, _ = last.forward_sum(rep, ref_fm)
+        if self.residual and last.out_channels == rep.shape[-1]:
             total = total + rep.sum(0)
         return self.bias + total
 
@@ -625,9 +630,11 @@ class VisionShapNet(ShapNet):
         ref = self.reference.to(x)
         rep = x - ref
         collected, skipped = [], []
-        sparse = self.pruning is not None
+        pruning = self.pruning
+        sparse = pruning is not None
         n_pixels = x.shape[2] * x.shape[3]
-        for index, (conv, split) in enumerate(zip(self.stages, self.splits)):
+        stages = cast("Sequence[ShapleyConv2d]", self.stages)  # a ModuleList types them as Module
+        for index, (conv, split) in enumerate(zip(stages, self.splits)):
             first_ref = ref[:split] if index == 0 else None
             if watched(conv):  # through __call__, so that forward hooks see (and may replace) its output
                 out = LayerOutput(conv(rep[:, :split], first_ref), rep.new_zeros(()), 0.0)
@@ -638,10 +645,10 @@ class VisionShapNet(ShapNet):
                 new = new + rep[:, :split]
             if split < rep.shape[1]:
                 new = torch.cat([new, rep[:, split:]], 1)
-            if sparse and index < len(self.stages) - 1:
+            if pruning is not None and index < len(stages) - 1:  # sparse
                 b, c, h, w = new.shape
                 pixels = new.permute(2, 3, 0, 1).reshape(n_pixels, b, c)  # (H*W, B, C)
-                pixels = prune_features(pixels, *self.pruning.for_layer(index))
+                pixels = prune_features(pixels, *pruning.for_layer(index))
                 new = pixels.view(h, w, b, c).permute(2, 3, 0, 1)
             skipped.append(out.skipped)
             rep = new
@@ -685,4 +692,4 @@ def _check_stage_fits(stage: Stage, number: int, size: tuple[int, int], default:
 
 def _reference_loaded(module: nn.Module, incompatible_keys: object) -> None:
     """After ``load_state_dict``: the reference buffer holds the values the rule gave in training."""
-    module._reference_pending = False
+    cast(VisionShapNet, module)._reference_pending = False  # registered on VisionShapNets only

@@ -37,7 +37,7 @@ from .groups import GroupIndex
 
 __all__ = ["ACTIVATIONS", "GroupedMLP", "ModuleShapley"]
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "gelu": F.gelu,
     "tanh": torch.tanh,
@@ -74,6 +74,10 @@ class GroupedMLP(nn.Module):
         readout_bias: give the last linear map a bias. It only shifts ``f_m(r)`` (the base), never the
             Shapley values, so deep ShapNets, which drop the bases, build their layers without it.
     """
+
+    # Buffers, declared for the type checker (nn.Module.__getattr__ types them as Tensor | Module).
+    masks_t: torch.Tensor  # (k, 2**k) float64: [j, S] is 1 when feature j is in coalition S
+    weights_t: torch.Tensor  # (k, 2**k) float64: [j, S] is the Shapley weight of v(S) for feature j
 
     def __init__(
         self,

@@ -220,7 +220,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
     metric = "accuracy" if ds.task == "classification" else "r2"
     out = {
         "dataset": ds.name,
-        "class_names": list(ds.class_names) if ds.task == "classification" else None,
+        "class_names": None if ds.class_names is None else list(ds.class_names),  # None: regression
         "command": "python -m shapnet.training " + " ".join(sys.argv[1:] if argv is None else argv),
         f"test_{metric}": test_score,
         "train_seconds": result.seconds,

@@ -300,7 +300,7 @@ class _Options:
     consistency: float
     n_coalitions: int
     seed: int
-    task: str
+    task: Task
     lr_schedule: str | None
 
     @property
@@ -473,7 +473,7 @@ class _TrainState:
         """Load a checkpoint written by :meth:`save` into this state (weights, optimizer, RNGs, history)."""
         payload = load_checkpoint(path, map_location=device)
         where, model = os.fspath(path), self.model
-        config = model.config  # type: ignore[union-attr]
+        config = model.config
         if payload["class"] != type(model).__name__ or payload["config"] != config:
             raise ValueError(
                 f"checkpoint {where!r} holds a {payload['class']} with config {payload['config']}, but the "
@@ -624,7 +624,7 @@ def _run_epoch(
         loss_sum += value * global_count
         if count:
             with torch.no_grad():
-                hits += _score_sums(logits.detach(), yb, opts.task)[0]  # type: ignore[arg-type]
+                hits += _score_sums(logits.detach(), yb, opts.task)[0]
         bar.update(1)
         if hasattr(bar, "set_postfix"):
             done = min(len(data.X), (index + 1) * opts.batch_size)
@@ -634,7 +634,7 @@ def _run_epoch(
     return {
         "epoch": epoch + 1,
         "loss": loss_sum / len(data.X),
-        f"train_{metric}": _finish_score(hits, float(len(data.X)), data.y, opts.task),  # type: ignore[arg-type]
+        f"train_{metric}": _finish_score(hits, float(len(data.X)), data.y, opts.task),
         f"val_{metric}": None,
         "lr": state.optimizer.param_groups[0]["lr"],
         "seconds": time.perf_counter() - tic,
@@ -757,15 +757,15 @@ def fit(
         lr_schedule=lr_schedule,
         checkpoint=checkpoint,
     )
-    data = _prepare_data(model, X_train, y_train, X_val, y_val, opts.task)  # type: ignore[arg-type]
+    data = _prepare_data(model, X_train, y_train, X_val, y_val, opts.task)
     world = World.current()
     _, device = _model_dtype_device(model)
     world.check_device(device)
     state = _TrainState.new(model, opts, len(data.X))
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         state.restore(checkpoint, device)
-    elif hasattr(model, "fit_reference"):
-        model.fit_reference(data.X)  # a reference given as a rule ("mean", "min") comes from the data
+    elif (fit_reference := getattr(model, "fit_reference", None)) is not None:
+        fit_reference(data.X)  # a reference given as a rule ("mean", "min") comes from the data
     result = TrainResult(model, state.history, resumed_from=state.epoch)
     if state.epoch < opts.epochs:
         _train(state, data, opts, world, device, checkpoint, progress, callback)
@@ -805,7 +805,7 @@ def _train(
                     max(opts.batch_size, 256),
                     opts.task,
                     world,
-                    device,  # type: ignore[arg-type]
+                    device,
                 )
                 row["seconds"] = time.perf_counter() - tic
             state.history.append(row)

@@ -170,9 +170,7 @@ class ReluModules(torch.autograd.Function):
         return proj, pre
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, delta, first_weight, offset, out_weight, active, weights_t, masks_t, rows, extents
-    ):
+    def forward(ctx, delta, first_weight, offset, out_weight, active, weights_t, masks_t, rows, extents):
         k, m, n, _ = delta.shape
         h, o = first_weight.shape[-1], out_weight.shape[-1]
         grid = _Rows(m, n, rows)
@@ -197,7 +195,7 @@ class ReluModules(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         delta, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
         need_delta, need_first, need_offset, need_out = ctx.needs_input_grad[:4]
         grid, tiles = ctx.grid, ctx.tiles
@@ -230,7 +228,7 @@ class ReluModules(torch.autograd.Function):
             # Readout: mixed = W^T relu(pre); its gradient needs mixed, recomputed here. relu_ keeps the
             # sign pattern that relu' needs below (relu(pre) > 0 exactly where pre > 0).
             mixed = torch.mm(weights_t, pre.relu_(), out=mix_buf[:, : pre.shape[1]]).view(proj.shape)
-            if need_out:
+            if grad_out_weight is not None:  # need_out
                 _accumulate(grad_out_weight, 0, mods, torch.matmul(mixed.transpose(-1, -2), g).sum(0))
             grad_mixed = torch.matmul(g, w_out.transpose(-1, -2)).reshape(k, -1)  # (k, mb*nb*h)
             grad_z = torch.mm(weights_t.T, grad_mixed, out=grad_buf[:, : pre.shape[1]])
@@ -239,7 +237,7 @@ class ReluModules(torch.autograd.Function):
             grad_proj = both[:k].view(proj.shape)  # (k, mb, nb, h)
             if need_offset:
                 grid.add_offset(grad_offset, mods, r, where, both[k].view(mb, nb, h))
-            if need_first:
+            if grad_first is not None:  # need_first
                 if d.shape[-1] == 1:
                     grad_w1 = (d * grad_proj).sum(2, keepdim=True)  # (k, mb, 1, h)
                 else:
