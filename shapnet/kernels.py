@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -64,16 +65,22 @@ def disabled() -> Iterator[None]:
 
 _CACHE_WARNED = False
 
+_Result = TypeVar("_Result")
 
-def _compiled(**options: object):  # type: ignore[no-untyped-def]
-    """``numba.njit(cache=True, nogil=True, **options)``, or an in-memory compilation when numba finds no
-    writable cache directory (read-only site-packages, no writable home or ``NUMBA_CACHE_DIR``): the
-    kernels then compile once per process instead of failing the import, with one warning."""
 
-    def wrap(fn):  # type: ignore[no-untyped-def]
+def _compiled(
+    fastmath: bool | set[str] = False,
+) -> Callable[[Callable[..., _Result]], Callable[..., _Result]]:
+    """``numba.njit(cache=True, nogil=True, fastmath=fastmath)``, or an in-memory compilation when numba
+    finds no writable cache directory (read-only site-packages, no writable home or ``NUMBA_CACHE_DIR``):
+    the kernels then compile once per process instead of failing the import, with one warning."""
+
+    # Typed as a function of any arguments: a numba Dispatcher checks its arguments when it compiles them, the
+    # callers use nothing of it but its call, and they pass the kernels' many arrays as unpacked lists.
+    def wrap(fn: Callable[..., _Result]) -> Callable[..., _Result]:
         global _CACHE_WARNED
         try:
-            return njit(cache=True, nogil=True, **options)(fn)
+            return njit(cache=True, nogil=True, fastmath=fastmath)(fn)
         except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
             if not _CACHE_WARNED:
                 _CACHE_WARNED = True
@@ -84,7 +91,7 @@ def _compiled(**options: object):  # type: ignore[no-untyped-def]
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            return njit(cache=False, nogil=True, **options)(fn)
+            return njit(cache=False, nogil=True, fastmath=fastmath)(fn)
 
     return wrap
 

@@ -53,7 +53,7 @@ def row_ranges(n_rows: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def _run(calls: list[Callable[[], _T]]) -> list[_T]:
+def _run(calls: list[Callable[..., _T]]) -> list[_T]:
     """Run ``calls`` in parallel (the kernels release the GIL): the first here, the others in a pool."""
     global _pool
     if len(calls) == 1:
@@ -79,9 +79,7 @@ class CompiledReluModules(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t
-    ):
+    def forward(ctx, delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t):
         check_layer(delta, slots, first_weight, offset, out_weight, active)
         _check_constants(first_weight.shape[0], weights_t, masks_t)
         delta, first_weight, offset, out_weight = (
@@ -104,7 +102,7 @@ class CompiledReluModules(torch.autograd.Function):
         return out, n_busy
 
     @staticmethod
-    def backward(ctx, grad, _):  # type: ignore[override]
+    def backward(ctx, grad, _):
         delta, slots, first_weight, offset, out_weight, active, weights_t, masks_t = ctx.saved_tensors
         needed = (ctx.needs_input_grad[0], *ctx.needs_input_grad[2:5])
         masks_and_ones = torch.cat([masks_t, masks_t.new_ones(1, masks_t.shape[1])])
