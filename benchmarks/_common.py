@@ -394,6 +394,43 @@ def attribution_metrics(attributions: np.ndarray, truth: np.ndarray, top: int = 
     return {"rel_l2": rel, "spearman": spearman, "top3": float(np.mean(overlap))}
 
 
+KERNELS = (
+    "relu_modules_forward",
+    "relu_modules_backward",
+    "prune_units",
+)  # shapnet.kernels' compiled kernels
+
+
+@contextlib.contextmanager
+def kernel_calls(names: Sequence[str] = KERNELS) -> Iterator[list[tuple[str, float, Any]]]:
+    """Record every call of the compiled kernels ``names`` as ``(name, CPU seconds, result)``, in order.
+
+    The backends call the kernels as ``shapnet.kernels.<name>``, so wrapping those attributes sees every call;
+    they are restored on exit. The result of ``relu_modules_forward`` is its busy (module, row) pairs.
+    """
+    from shapnet import kernels
+
+    calls: list[tuple[str, float, Any]] = []
+    originals = {name: getattr(kernels, name) for name in names}
+
+    def timed(name: str, kernel: Callable) -> Callable:
+        def run(*args: object) -> object:
+            start = time.process_time()
+            result = kernel(*args)
+            calls.append((name, time.process_time() - start, result))
+            return result
+
+        return run
+
+    try:
+        for name, kernel in originals.items():
+            setattr(kernels, name, timed(name, kernel))
+        yield calls
+    finally:
+        for name, kernel in originals.items():
+            setattr(kernels, name, kernel)
+
+
 def limit_blas_threads() -> contextlib.AbstractContextManager:
     """A context manager limiting numpy's BLAS to one thread (torch's threads are set separately)."""
     from threadpoolctl import threadpool_limits  # ships with scikit-learn
@@ -416,6 +453,8 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # Whether idle OpenMP threads spin: it decides how torch's threads and the kernels' share the cores.
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

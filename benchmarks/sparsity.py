@@ -19,6 +19,9 @@ only such features are skipped). For every (residual, l1, threshold) the benchma
   interleaved repeats on one thread (so that a slow spell of a shared machine hits both alike);
 - ``rel_error``: ``||Phi_pruned - Phi|| / ||Phi||`` against the unpruned explanation of the same model.
 
+``profile.csv`` has, for every cell, each compiled-kernel call of one explanation in order (``kernel``, median
+CPU ``ms``, ``busy_pairs`` for a layer): where the time goes, layer by layer.
+
 Trained models are checkpointed and finished rows kept in ``cells.csv``: a killed run resumes where it stopped.
 """
 
@@ -41,7 +44,16 @@ from shapnet.datasets import Dataset
 from shapnet.progress import progress
 from shapnet.training import evaluate, fit
 
-from ._common import ResultFile, better, comma_separated, figure, format_table, machine_info, write_json
+from ._common import (
+    ResultFile,
+    better,
+    comma_separated,
+    figure,
+    format_table,
+    kernel_calls,
+    machine_info,
+    write_json,
+)
 
 __all__ = ["main", "run_sparsity"]
 
@@ -77,6 +89,27 @@ def _explain_time(model: torch.nn.Module, x: torch.Tensor, prunings: list[Prunin
                     sink.append(time.process_time() - start)
     model.prune = None
     return [statistics.median(t) for t in times]
+
+
+def _kernel_profile(model: torch.nn.Module, x: torch.Tensor, pruning: Pruning | None, repeats: int) -> list[dict]:
+    """Each compiled-kernel call of one ``model.explain(x)``: median CPU ms over ``repeats`` and busy pairs.
+
+    Shows where a pruned explanation's time goes (which layers, and whether pruning has a pass of its own).
+    """
+    model.prune = pruning
+    runs = []
+    with torch.no_grad(), kernel_calls() as calls:
+        for index in range(repeats + 1):  # the first round warms up
+            calls.clear()
+            model.explain(x)
+            if index:
+                runs.append(list(calls))
+    model.prune = None
+    return [
+        {"call": i, "kernel": name, "ms": 1000 * statistics.median(run[i][1] for run in runs),
+         "busy_pairs": result if name == "relu_modules_forward" else None}
+        for i, (name, _, result) in enumerate(runs[0])
+    ]
 
 
 def _columns(n_layers: int) -> dict[str, Callable[[str], Any]]:
@@ -123,6 +156,9 @@ def run_sparsity(
     n_layers = len(probe.layers) if isinstance(probe, DeepShapNet) else len(probe.stages)
     results = ResultFile(out / "cells.csv", _columns(n_layers), key=("residual", "l1", "threshold"),
                          what="sparsity cells")
+    profile = ResultFile(out / "profile.csv", {
+        "residual": _boolean, "l1": float, "threshold": float, "call": int, "kernel": str, "ms": float,
+        "busy_pairs": int}, key=("residual", "l1", "threshold", "call"), what="kernel profile")
     done = {results.key_of(r) for r in results.read()}
     X_test = torch.as_tensor(dataset.X_test)
     x_timed = X_test[:explain_rows]
@@ -168,6 +204,8 @@ def run_sparsity(
                 **{f"skipped_l{i}": float(v) for i, v in enumerate(per_layer)},
             }
             results.append(row)
+            for call in _kernel_profile(model, x_timed, pruning, repeats):
+                profile.append({"residual": r, "l1": strength, "threshold": row["threshold"], **call})
         model.prune = None
     frame = results.frame()
     _report(frame, out, dataset, {

@@ -31,7 +31,7 @@ from shapnet import DeepShapNet, Pruning, VisionShapNet, kernels, modules
 from shapnet._backends import compiled
 from shapnet.layers import ShapleyConv2d, ShapleyLayer
 
-from ._common import dense_matmul_flops, format_table, machine_info, prepare_out, write_json
+from ._common import dense_matmul_flops, format_table, kernel_calls, machine_info, prepare_out, write_json
 
 
 def naive_coalition_flops(model: torch.nn.Module, batch: int) -> float:
@@ -189,35 +189,19 @@ def kernel_share(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -
     """Median share of ``fn``'s one-thread CPU time spent inside the compiled kernels (the part that threads
     split): ``s`` bounds the speed-up of ``n`` threads by Amdahl's law, ``1 / ((1 - s) + s / n)``, unless
     the PyTorch ops around the kernels speed up too."""
-    inside = [0.0]
-    names = ("relu_modules_forward", "relu_modules_backward", "prune_units")
-    originals = {name: getattr(kernels, name) for name in names}
-
-    def timed(kernel: Callable) -> Callable:
-        def run(*args: object) -> object:
-            start = time.process_time()
-            result = kernel(*args)
-            inside[0] += time.process_time() - start
-            return result
-
-        return run
-
     shares = []
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for name, kernel in originals.items():  # the backends call them as kernels.<name>
-            setattr(kernels, name, timed(kernel))
-        for index in range(warmup + repeats):
-            inside[0] = 0.0
-            start = time.process_time()
-            fn()
-            total = time.process_time() - start
-            if index >= warmup:
-                shares.append(inside[0] / total)
+        with kernel_calls() as calls:
+            for index in range(warmup + repeats):
+                calls.clear()
+                start = time.process_time()
+                fn()
+                total = time.process_time() - start
+                if index >= warmup:
+                    shares.append(sum(seconds for _, seconds, _ in calls) / total)
     finally:
-        for name, kernel in originals.items():
-            setattr(kernels, name, kernel)
         torch.set_num_threads(before)
     return statistics.median(shares)
 

@@ -34,6 +34,13 @@ def test_sweep_writes_every_cell_and_resumes(table: str, tmp_path) -> None:
     assert (cells.efficiency_error < 1e-4).all()
     assert {"skipped_l0", "skipped_l1", "explain_speedup", "score"} <= set(cells.columns)
     assert (out / "sparsity.png").stat().st_size > 0 and (out / "results.json").exists()
+    # The profile lists each kernel call of one explanation per cell. Threshold pruning runs inside the layer
+    # kernels, so no cell calls the pruning kernel, and pruning leaves fewer busy pairs in the later layers.
+    profile = pd.read_csv(out / "profile.csv")
+    assert set(profile.kernel) == {"relu_modules_forward"}
+    assert len(profile) == 4 * profile.call.nunique() and (profile.ms >= 0).all()
+    busy = profile.groupby(["l1", "threshold"]).busy_pairs.sum()
+    assert busy[(0.3, 0.2)] < busy[(0.3, -1.0)]
     before = (out / "cells.csv").read_text()
     assert main(argv) == 0  # everything is done: nothing is recomputed or duplicated
     assert (out / "cells.csv").read_text() == before
