@@ -17,6 +17,7 @@ from .models import DeepShapNet, ShallowShapNet, ShapNet, Stage, VisionShapNet
 from .modules import GroupedMLP
 from .protocol import SelfExplaining, accepts_any_baseline, is_self_explaining
 from .pruning import Pruning
+from .targets import check_output_indices, output_indices
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "VisionShapNet",
     "accepts_any_baseline",
     "butterfly_groups",
+    "check_output_indices",
     "datasets",
     "disjoint_groups",
     "exact_shapley",
@@ -45,6 +47,7 @@ __all__ = [
     "gam_groups",
     "is_self_explaining",
     "load",
+    "output_indices",
     "pair_groups",
     "regularizers",
     "sample_kernel_coalitions",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from sklearn.utils import check_scalar
@@ -40,7 +41,7 @@ def check_int(
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got a bool ({value!r}).")
     check_scalar(value, name, numbers.Integral, min_val=min_val, max_val=max_val)
-    return int(value)  # type: ignore[call-overload]
+    return int(cast(numbers.Integral, value))  # check_scalar has checked it
 
 
 def check_positive_int(value: object, name: str) -> int:

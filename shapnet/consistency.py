@@ -15,9 +15,10 @@ exactness, partly by making the model more additive.
 
 from __future__ import annotations
 
+import functools
 import math
-import numbers
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -26,6 +27,8 @@ from ._validation import check_input, check_positive_int
 from .coalitions import shapley_kernel_size_probabilities
 from .exact import exact_shapley
 from .explanation import ShapleyExplanation
+from .protocol import SelfExplaining
+from .targets import output_indices
 
 __all__ = [
     "consistency_inputs",
@@ -47,7 +50,8 @@ def _model_shapes(model: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
             "model must be a ShapNet (an nn.Module with `input_shape` and a `reference` buffer, e.g. "
             f"shapnet.DeepShapNet), got {type(model).__name__}."
         )
-    input_shape = tuple(int(s) for s in model.input_shape)
+    # Attributes of a ShapNet, checked above: nn.Module.__getattr__ types them as Tensor | Module.
+    input_shape = tuple(int(s) for s in cast("Sequence[int]", model.input_shape))
     if len(input_shape) == 1:
         return input_shape, input_shape
     if len(input_shape) == 3:
@@ -92,44 +96,12 @@ def sample_kernel_coalitions(
 def _check_target(
     target: object, batch: int, n_outputs: int, device: torch.device
 ) -> torch.Tensor | int | None:
+    """None (every output), an int in ``[0, K)`` or a ``(B,)`` long tensor on ``device``
+    (:func:`~shapnet.targets.output_indices`, without negative indices)."""
     if target is None:
         return None
-    if isinstance(target, bool):
-        raise TypeError(f"target must be None, an int or a (B,) integer tensor, got {target!r}.")
-    if isinstance(target, numbers.Integral):
-        target = int(target)
-        if not 0 <= target < n_outputs:
-            raise ValueError(
-                f"target must be in [0, {n_outputs}) (the model has {n_outputs} outputs), got {target}."
-            )
-        return target
-    if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
-        items = list(target)
-        integral = all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in items)
-        if integral and not all(-(2**63) <= int(t) < 2**63 for t in items):
-            raise ValueError(
-                f"target entries must be in [0, {n_outputs}) (the model has {n_outputs} outputs)."
-            )
-        target = torch.as_tensor(items, dtype=torch.long) if integral else torch.as_tensor(items)
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be None, an int or a (B,) integer tensor, got {type(target).__name__}.")
-    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
-        raise TypeError(
-            f"target must hold integer class indices, got dtype {target.dtype}. Use target.long()."
-        )
-    if target.dim() == 0:
-        return _check_target(int(target), batch, n_outputs, device)
-    if tuple(target.shape) != (batch,):
-        raise ValueError(
-            f"a target tensor must have shape (B,) = ({batch},), one output per sample, "
-            f"got {tuple(target.shape)}."
-        )
-    if bool((target < 0).any()) or bool((target >= n_outputs).any()):
-        raise ValueError(
-            f"target entries must be in [0, {n_outputs}) (the model has {n_outputs} outputs), "
-            f"got values in [{int(target.min())}, {int(target.max())}]."
-        )
-    return target.to(device=device, dtype=torch.long)
+    indices = output_indices(target, batch, n_outputs, negative=False)
+    return indices if isinstance(indices, int) else indices.to(device)
 
 
 def shapley_consistency(
@@ -194,7 +166,7 @@ def shapley_consistency(
             f"the consistency loss needs at least 2 features (with 1 feature every explanation is exact), "
             f"got {n_features}."
         )
-    target = _check_target(target, batch, n_outputs, x.device)
+    target = _check_target(target, batch, values.shape[-1], x.device)  # == n_outputs, checked above
 
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
@@ -223,7 +195,7 @@ def consistency_inputs(
     n = x.shape[0] * n_coalitions
     device = generator.device if generator is not None else x.device
     mask = sample_kernel_coalitions(n, n_features, generator=generator, device=device).to(x.device)
-    ref = model.reference.to(x)
+    ref = cast(torch.Tensor, model.reference).to(x)  # a buffer (checked by _model_shapes)
     x_rep = x.repeat_interleave(n_coalitions, 0)  # (B * n, *in)
     input_mask = mask.view(n, *feature_shape) if len(input_shape) == 1 else mask.view(n, 1, *feature_shape)
     return torch.cat([torch.where(input_mask, x_rep, ref), ref.unsqueeze(0)]), mask
@@ -285,7 +257,7 @@ def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def explanation_error(
-    model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None
+    model: SelfExplaining, x: torch.Tensor, *, chunk_size: int | None = None
 ) -> dict[str, float]:
     """How far a ShapNet's built-in explanation is from the exact Shapley values of its own output.
 
@@ -314,14 +286,13 @@ def explanation_error(
         exact = exact_shapley(model, x, ref, chunk_size=chunk_size).reshape(phi.shape)
     else:
         # Players are pixels: a game on pixel masks, one sample at a time.
+        def pixel_game(m: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+            return model(torch.where(m.view(-1, 1, *feature_shape) > 0.5, xb, ref))
+
+        all_pixels = torch.ones(1, n_features, dtype=x.dtype, device=x.device)
         exact = torch.cat(
             [
-                exact_shapley(
-                    lambda m, xb=xb: model(torch.where(m.view(-1, 1, *feature_shape) > 0.5, xb, ref)),
-                    torch.ones(1, n_features, dtype=x.dtype, device=x.device),
-                    0.0,
-                    chunk_size=chunk_size,
-                )
+                exact_shapley(functools.partial(pixel_game, xb=xb), all_pixels, 0.0, chunk_size=chunk_size)
                 for xb in x
             ]
         )

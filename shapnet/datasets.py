@@ -35,6 +35,7 @@ import dataclasses
 import gzip
 import os
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -828,9 +829,11 @@ def _check_task(task: str | None) -> Task | None:
     """``None`` for ``None``/``"auto"``, else the validated task."""
     if task is None or task == "auto":
         return None
-    if task not in ("classification", "regression"):
-        raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
-    return task  # type: ignore[return-value]
+    if task == "classification":
+        return "classification"
+    if task == "regression":
+        return "regression"
+    raise ValueError(f"task must be 'auto', 'classification' or 'regression', got {task!r}")
 
 
 def _check_class_names(class_names: object) -> list[str] | None:
@@ -838,7 +841,9 @@ def _check_class_names(class_names: object) -> list[str] | None:
         return None
     if isinstance(class_names, (str, bytes)):
         raise TypeError(f"class_names must be a list of strings, got the single string {class_names!r}")
-    names = [str(c) for c in class_names]  # type: ignore[attr-defined]
+    if not isinstance(class_names, Iterable):
+        raise TypeError(f"class_names must be a list of strings, got {type(class_names).__name__}")
+    names = [str(c) for c in class_names]
     if not names:
         raise ValueError("class_names is empty; give one name per class or None")
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -980,12 +985,15 @@ def _as_features(X: object, what: str) -> np.ndarray:
 
 
 def _image_shape(shape: object) -> tuple[int, int, int]:
-    dims = tuple(int(s) for s in shape)  # type: ignore[attr-defined]
+    if not isinstance(shape, Iterable):
+        raise TypeError(f"image_shape must be (C, H, W) or (H, W), got {type(shape).__name__}")
+    dims = tuple(int(s) for s in shape)
     if len(dims) == 2:
         dims = (1, *dims)
     if len(dims) != 3 or min(dims) < 1:
         raise ValueError(f"image_shape must be (C, H, W) or (H, W) with positive sizes, got {shape!r}")
-    return dims
+    channels, height, width = dims
+    return channels, height, width
 
 
 def from_arrays(
@@ -1447,7 +1455,7 @@ def _load_idx_folder(
             "(expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
             "t10k-labels-idx1-ubyte, each optionally .gz, as in MNIST)"
         )
-    X_tr, y_tr, X_te, y_te = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    X_tr, y_tr, X_te, y_te = (read_idx(p) for p in paths if p is not None)  # none is None: checked above
     for X, y, pi, pl in ((X_tr, y_tr, paths[0], paths[1]), (X_te, y_te, paths[2], paths[3])):
         if X.ndim != 3:
             raise ValueError(f"{pi}: expected images of shape (n, H, W), got {X.shape}")

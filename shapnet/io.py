@@ -41,8 +41,8 @@ def _check_extra(value: object, where: str) -> None:
             _check_extra(key, f"{where} key {key!r}")
             _check_extra(item, f"{where}[{key!r}]")
         return
-    if type(value) in _CONTAINERS:
-        for index, item in enumerate(value):  # type: ignore[arg-type]
+    if type(value) in _CONTAINERS and isinstance(value, (list, tuple, set)):  # dicts: above
+        for index, item in enumerate(value):
             _check_extra(item, f"{where}[{index}]")
         return
     hint = (

@@ -672,7 +672,7 @@ def _check_stage_fits(stage: Stage, number: int, size: tuple[int, int], default:
     """Raise if a stage's dilated window does not fit the (padded) image, which unfold would reject."""
 
     def pair(value: int | Sequence[int]) -> tuple[int, int]:
-        return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+        return (value, value) if isinstance(value, int) else (value[0], value[1])
 
     spans = [d * (k - 1) + 1 for k, d in zip(pair(stage.kernel_size), pair(stage.dilation))]
     if all(span <= side + 2 * pad for span, side, pad in zip(spans, size, pair(stage.padding))):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import IO, Any
 
 __all__ = ["PlainProgress", "progress"]
@@ -103,9 +103,9 @@ class PlainProgress:
         step_fraction: float = STEP_FRACTION,
         **_tqdm_only: Any,
     ) -> None:
-        if total is None and iterable is not None:
+        if total is None and isinstance(iterable, Sized):
             try:
-                total = len(iterable)  # type: ignore[arg-type]
+                total = len(iterable)
             except TypeError:
                 total = None
         if not interval > 0:

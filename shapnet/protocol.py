@@ -11,7 +11,7 @@ batch explanation take any of them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import torch
 
@@ -56,7 +56,7 @@ class SelfExplaining(Protocol):
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
 
 
-def is_self_explaining(model: object) -> bool:
+def is_self_explaining(model: object) -> TypeGuard[SelfExplaining]:
     """True if ``model`` is an ``nn.Module`` that satisfies :class:`SelfExplaining`."""
     return isinstance(model, torch.nn.Module) and isinstance(model, SelfExplaining)
 

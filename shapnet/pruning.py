@@ -58,10 +58,10 @@ class Pruning:
     def for_layer(self, index: int) -> tuple[float | None, float | None]:
         """The ``(fraction, threshold)`` applied after layer ``index``."""
 
-        def pick(value: object) -> float | None:
+        def pick(value: float | tuple[float | None, ...] | None) -> float | None:
             if isinstance(value, tuple):
                 return value[index] if index < len(value) else None
-            return value  # type: ignore[return-value]
+            return value
 
         return pick(self.fraction), pick(self.threshold)
 

@@ -28,7 +28,7 @@ from .distributed import World, init_from_env
 from .inputs import InputSpec
 from .io import save
 from .models import REFERENCE_RULES, DeepShapNet, ShapNet, Stage, VisionShapNet
-from .training import DIGITS_STAGES, _as_xy, _finish_score, _score_sums, fit
+from .training import DIGITS_STAGES, Task, _as_xy, _finish_score, _score_sums, fit
 
 __all__ = ["build_model", "main", "parser"]
 
@@ -138,23 +138,23 @@ def _threads(requested: int | None) -> int:
 
 @torch.no_grad()
 def _test_score(
-    model: ShapNet, X: object, y: object, task: str, world: World, device: torch.device, show: bool
+    model: ShapNet, X: object, y: object, task: Task, world: World, device: torch.device, show: bool
 ) -> float:
     """The test score, each rank scoring every ``size``-th row, with progress over the batches."""
     from .progress import progress
 
     dtype = next(model.parameters()).dtype
-    X_t, y_t = _as_xy(X, y, task, dtype)  # type: ignore[arg-type]
+    X_t, y_t = _as_xy(X, y, task, dtype)
     mine = torch.arange(world.rank, len(X_t), world.size)
     batches = mine.split(512)
     model.eval()
     hits = rows = 0.0
     for idx in progress(batches, desc="test", unit="batch", disable=not show):
         logits = model(X_t[idx].to(device)).cpu()
-        h, r = _score_sums(logits, y_t[idx], task)  # type: ignore[arg-type]
+        h, r = _score_sums(logits, y_t[idx], task)
         hits, rows = hits + h, rows + r
     hits, rows = world.sum([hits, rows], device)
-    return _finish_score(hits, rows, y_t, task)  # type: ignore[arg-type]
+    return _finish_score(hits, rows, y_t, task)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -6,12 +6,14 @@ per call, no sampling, no gradients), laid out as Captum expects: per target, th
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from captum.attr import Attribution, LayerAttribution
 from captum.log import log_usage
 from torch import nn
 
-from shapnet import ShapleyExplanation, ShapNet
+from shapnet import ShapleyExplanation, ShapNet, output_indices
 
 from ._unwrap import as_shapnet
 
@@ -137,9 +139,9 @@ class ShapNetAttribution(Attribution):
         result: TensorOrTuple = (attributions,) if is_tuple else attributions
         if not return_convergence_delta:
             return result
-        start = model.reference if baseline is None else baseline
+        start_point = model.reference if baseline is None else baseline
         delta = self.compute_convergence_delta(
-            attributions / (x.shape[1] if whole_pixels else 1), start, x, target=target
+            attributions / (x.shape[1] if whole_pixels else 1), start_point, x, target=target
         )
         return result, delta
 
@@ -263,29 +265,13 @@ def _single_baseline(baselines: object) -> object:
     return baselines
 
 
-def _as_index(value: object, what: str) -> int:
-    """An output index from an int, a numpy integer or a one-element integer tensor (never a bool)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{what} must be an int, got a bool ({value!r}).")
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:  # torch.full would raise a bare OverflowError
-            raise ValueError(f"{what} = {value} is not an output index: far outside any model's outputs.")
-        return value
-    if isinstance(value, torch.Tensor):
-        if value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool:
-            return int(value.item())
-    elif hasattr(value, "__index__"):  # numpy integers
-        return int(value.__index__())
-    raise TypeError(f"{what} must be an int, got {type(value).__name__} ({value!r}).")
-
-
 def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Tensor:
     """Turn any Captum target form into one output index per row, ``(B,)`` int64 in ``[0, K)``.
 
     Mirrors Captum's selection for a ``(B, K)`` output: an int or 1-tuple selects that column for every
-    row; a list or a 1-D tensor of length ``B`` selects one column per row.
+    row; a list (of ints or 1-tuples) or a 1-D tensor of length ``B`` selects one column per row. Captum's
+    tuples are unwrapped here; :func:`shapnet.output_indices` reads and checks the rest.
     """
-    rows = max(batch, 1)  # scalar targets are range-checked even for an empty batch, then cut to B rows
     if target is None:
         if n_outputs == 1:
             return torch.zeros(batch, dtype=torch.long)
@@ -299,43 +285,20 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
                 f"a tuple target indexes the output's trailing dimensions; a ShapNet's output (B, K) has one, "
                 f"so the tuple must have one element, got {target!r}."
             )
-        indices = torch.full((rows,), _as_index(target[0], "target[0]"), dtype=torch.long)
-    elif isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.dtype == torch.bool:
-            raise TypeError(f"a tensor target must hold integer indices, got dtype {target.dtype}.")
-        if target.numel() == 1:
-            indices = torch.full((rows,), int(target.item()), dtype=torch.long)
-        elif target.dim() == 1 and target.numel() == batch:
-            indices = target.detach().to("cpu", torch.long)
-        else:
-            raise ValueError(
-                f"a tensor target must hold one index or one index per row (shape ({batch},)), got shape "
-                f"{tuple(target.shape)}."
-            )
+        target = target[0]
     elif isinstance(target, list):
         if len(target) != batch:
             raise ValueError(
                 f"a list target needs one entry per row: expected {batch} entries, got {len(target)}."
             )
-        flat = []
         for position, entry in enumerate(target):
-            if isinstance(entry, tuple):
-                if len(entry) != 1:
-                    raise ValueError(
-                        f"target[{position}] = {entry!r}: each tuple must have one element (the output index)."
-                    )
-                entry = entry[0]
-            flat.append(_as_index(entry, f"target[{position}]"))
-        indices = torch.tensor(flat, dtype=torch.long)
-    else:
-        indices = torch.full((rows,), _as_index(target, "target"), dtype=torch.long)
-    bad = (indices < -n_outputs) | (indices >= n_outputs)
-    if bool(bad.any()):
-        raise ValueError(
-            f"target indices must lie in [{-n_outputs}, {n_outputs - 1}] for a model with K = {n_outputs} "
-            f"outputs, got {sorted(set(indices[bad].tolist()))}."
-        )
-    return (indices % n_outputs)[:batch]
+            if isinstance(entry, tuple) and len(entry) != 1:
+                raise ValueError(
+                    f"target[{position}] = {entry!r}: each tuple must have one element (the output index)."
+                )
+        target = [entry[0] if isinstance(entry, tuple) else entry for entry in target]
+    indices = output_indices(target, batch, n_outputs)
+    return torch.full((batch,), indices, dtype=torch.long) if isinstance(indices, int) else indices.cpu()
 
 
 class LayerShapNetAttribution(LayerAttribution):
@@ -444,7 +407,7 @@ def _shapley_layers(model: ShapNet) -> list[nn.Module]:
     for name in ("layers", "stages"):
         if isinstance(getattr(model, name, None), nn.ModuleList):
             return list(getattr(model, name))
-    return [model.layer]
+    return [cast(nn.Module, model.layer)]  # a ShallowShapNet's one ShapleyLayer
 
 
 def _representation(model: ShapNet, x: torch.Tensor, index: int) -> torch.Tensor:
@@ -453,4 +416,5 @@ def _representation(model: ShapNet, x: torch.Tensor, index: int) -> torch.Tensor
         delta = x - model.reference.to(x)
         return delta.unsqueeze(-1) if delta.dim() == 2 else delta.permute(0, 2, 3, 1)
     explanation: ShapleyExplanation = model.explain(x, layers=True)
+    assert explanation.layers is not None  # asked for with layers=True
     return explanation.layers[index]

@@ -11,11 +11,13 @@ need only numpy and torch. docs/ecosystem/quantus.md lists every Quantus 0.6 met
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 
-from shapnet import ShapNet, is_self_explaining
+from shapnet import ShapNet, is_self_explaining, output_indices
 
 from ._unwrap import as_shapnet
 
@@ -192,7 +194,7 @@ def explain_func(
     return out
 
 
-def auc(curves: object, dx: float = 1.0) -> np.ndarray:
+def auc(curves: object, dx: float = 1.0) -> np.ndarray | np.float64:
     """Area under each curve by the trapezoidal rule, as Quantus' AUC helper computes it.
 
     NumPy 2.4 removed ``np.trapz``, which Quantus 0.6 still calls for ``PixelFlipping``'s
@@ -214,8 +216,9 @@ def auc(curves: object, dx: float = 1.0) -> np.ndarray:
 
 def _unwrap(model: object) -> tuple[ShapNet, QuantusModel | None]:
     """The ShapNet inside ``model``, and the :class:`QuantusModel` around it (None if there is none)."""
-    if not isinstance(model, nn.Module) and callable(getattr(model, "get_model", None)):
-        model = model.get_model()  # a quantus ModelInterface (e.g. quantus.PyTorchModel)
+    get_model = getattr(model, "get_model", None)
+    if not isinstance(model, nn.Module) and callable(get_model):
+        model = get_model()  # a quantus ModelInterface (e.g. quantus.PyTorchModel)
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     if isinstance(model, QuantusModel):
@@ -245,7 +248,11 @@ def _check_quantus_kwargs(method: object, softmax: object, channel_first: object
 
 
 def _target_indices(targets: object, batch: int, n_outputs: int) -> torch.Tensor:
-    """``(B,)`` int64 output indices from Quantus' ``targets`` (an array of B labels or one int)."""
+    """``(B,)`` int64 output indices from Quantus' ``targets`` (an array of B labels or one int).
+
+    Quantus passes ``y_batch`` as it was given, often as float labels: whole-number floats are read as
+    indices and the array is flattened here; :func:`shapnet.output_indices` reads and checks the rest.
+    """
     if targets is None:
         if n_outputs == 1:
             return torch.zeros(batch, dtype=torch.long)
@@ -258,16 +265,8 @@ def _target_indices(targets: object, batch: int, n_outputs: int) -> torch.Tensor
         raise TypeError(f"targets must be integer class indices, got dtype {array.dtype}.")
     if np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
         raise TypeError("targets must be integer class indices, got non-integer floats.")
-    array = array.astype(np.int64).reshape(-1)
-    if np.any((array < -n_outputs) | (array >= n_outputs)):  # before broadcasting: an empty batch too
-        raise ValueError(
-            f"targets must lie in [{-n_outputs}, {n_outputs - 1}], got {sorted(set(array.tolist()))}."
-        )
-    if array.size == 1:
-        array = np.full(batch, array[0])
-    if array.size != batch:
-        raise ValueError(f"targets must hold one index or one index per row ({batch}), got {array.size}.")
-    return torch.from_numpy(array % n_outputs)
+    indices = output_indices(array.astype(np.int64).reshape(-1), batch, n_outputs, name="targets")
+    return torch.full((batch,), indices, dtype=torch.long) if isinstance(indices, int) else indices
 
 
 def __getattr__(name: str) -> object:
@@ -281,7 +280,8 @@ def __getattr__(name: str) -> object:
 def _completeness_class() -> type:
     import quantus
 
-    class Completeness(quantus.Completeness):
+    # Quantus marks its metrics @final; this subclass changes only the comparison's tolerance.
+    class Completeness(quantus.Completeness):  # type: ignore[misc]
         """``quantus.Completeness`` with a tolerance: Quantus 0.6 compares ``sum(a) == f(x) - f(baseline)``
         with ``==``, which float rounding fails (an efficiency error of 1e-7 scores False).
 
@@ -290,7 +290,7 @@ def _completeness_class() -> type:
             **kwargs: ``quantus.Completeness``'s arguments.
         """
 
-        def __init__(self, *args: object, rtol: float = 1e-5, atol: float = 1e-5, **kwargs: object) -> None:
+        def __init__(self, *args: Any, rtol: float = 1e-5, atol: float = 1e-5, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.rtol, self.atol = float(rtol), float(atol)
 

@@ -21,7 +21,7 @@ import pandas as pd
 import shap
 import torch
 
-from shapnet import ShapNet, accepts_any_baseline
+from shapnet import ShapNet, accepts_any_baseline, check_output_indices
 from shapnet import load as load_shapnet
 from shapnet import save as save_shapnet
 
@@ -48,6 +48,9 @@ class ShapNetModel(shap.models.Model):
         model: the ShapNet, or a ``ShapNetModel`` to copy.
         log_odds: see above.
     """
+
+    shapnet: ShapNet
+    log_odds: bool
 
     def __init__(self, model: ShapNet | ShapNetModel, log_odds: bool = False) -> None:
         if isinstance(model, ShapNetModel):
@@ -469,36 +472,28 @@ class ShapNetExplainer(shap.Explainer):
             return list(self.output_names).index(output)
         if isinstance(output, bool) or not isinstance(output, (int, np.integer)):
             raise TypeError(f"output must be an int or an output name, got {type(output).__name__}.")
-        if not -n_outputs <= int(output) < n_outputs:
-            raise ValueError(f"output must lie in [{-n_outputs}, {n_outputs - 1}], got {output}.")
-        return int(output) % n_outputs
+        return int(check_output_indices(output, n_outputs, name="output"))
 
     def _output_indices(self, outputs: object, predictions: np.ndarray) -> np.ndarray | None:
         """``outputs`` as ``(B, n)`` int indices into the outputs, or None for all of them."""
         if outputs is None:
             return None
         batch, n_outputs = predictions.shape
-        if callable(getattr(outputs, "apply", None)):  # an op chain such as shap.Explanation.argsort.flip[:2]
+        apply = getattr(outputs, "apply", None)
+        if callable(apply):  # an op chain such as shap.Explanation.argsort.flip[:2]
             # Applied to each row's outputs (K,), as shap's Partition explainer does.
-            outputs = np.stack(
-                [np.asarray(outputs.apply(shap.Explanation(row)).values) for row in predictions]
-            )
+            outputs = np.stack([np.asarray(apply(shap.Explanation(row)).values) for row in predictions])
         if isinstance(outputs, (bool, np.bool_)):
             raise TypeError("outputs must be None, an int, a sequence of ints or a (B, n) array, got a bool.")
-        index = np.asarray(outputs)
-        if index.dtype == object or not np.issubdtype(index.dtype, np.integer):
-            raise TypeError(f"outputs must hold integer output indices, got {index.dtype}.")
+        # Several outputs per row, unlike a target: checked by the core, laid out (B, n) here.
+        index = check_output_indices(np.asarray(outputs), n_outputs, name="outputs").numpy()
         if index.ndim <= 1:
             index = np.broadcast_to(index.reshape(1, -1), (batch, index.size))
         if index.ndim != 2 or index.shape[0] != batch:
             raise ValueError(
                 f"outputs must be an int, a sequence of ints or a ({batch}, n) array, got {index.shape}."
             )
-        if np.any((index < -n_outputs) | (index >= n_outputs)):
-            raise ValueError(
-                f"outputs must lie in [{-n_outputs}, {n_outputs - 1}], got {np.unique(index).tolist()}."
-            )
-        return index % n_outputs
+        return index
 
     def _prepare(self, X: object) -> tuple[torch.Tensor, list[str] | None]:
         """``X`` as a tensor in the model's dtype and device, plus the feature names to report."""
@@ -524,7 +519,7 @@ class ShapNetExplainer(shap.Explainer):
             values, base, predictions = (
                 torch.cat([p[i] for p in parts]) if parts else None for i in range(3)
             )
-            return tuple(combine(t).cpu().numpy() for t in (values, base, predictions))  # type: ignore[return-value]
+            return tuple(combine(t).cpu().numpy() for t in (values, base, predictions))
 
     def _main_effects(self, x: torch.Tensor, batch_size: int | str) -> np.ndarray:
         """``(B, F, K')``: ``f(x_i, background_rest) - f(background)``, averaged over the background rows."""

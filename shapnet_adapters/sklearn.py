@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
@@ -45,13 +47,15 @@ from shapnet.training import training_loss
 
 if TYPE_CHECKING:
     import shap
+    from tqdm import tqdm
 
     from .captum import ShapNetAttribution
     from .shap import ShapNetExplainer
 
 __all__ = ["ShapNetClassifier", "ShapNetRegressor", "explain_pipeline"]
 
-_BUILDERS: dict[str, type[ShapNet]] = {
+# Each builder is called as builder(n_features, n_outputs, reference=..., **model_kwargs).
+_BUILDERS: dict[str, Callable[..., ShapNet]] = {
     "deep": DeepShapNet,
     "shallow": ShallowShapNet,
     "harsanyi": HarsanyiNet,
@@ -73,12 +77,17 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 class _ExplainedTrainingMixin:
     """Replaces skorch's training step by :func:`shapnet.training.training_loss` (one explained pass)."""
 
+    # Set by skorch's NeuralNet, which this class is mixed into.
+    module_: torch.nn.Module
+    criterion_: torch.nn.Module
+    device: str | torch.device
+
     def __init__(
         self,
         *args: Any,
         l1: float = 0.0,
         linf: float = 0.0,
-        reg_layers: str = "last",
+        reg_layers: Literal["last", "all"] = "last",
         consistency: float = 0.0,
         n_coalitions: int = 1,
         **kwargs: Any,
@@ -122,7 +131,7 @@ class _EpochBar(Callback):
         self.total, self.desc = total, desc
 
     def initialize(self) -> _EpochBar:
-        self.bar_ = None
+        self.bar_: tqdm | None = None
         return self
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
@@ -135,6 +144,7 @@ class _EpochBar(Callback):
         postfix = {
             k: f"{row[k]:.4f}" for k in ("train_loss", "valid_loss", "valid_acc") if row.get(k) is not None
         }
+        assert self.bar_ is not None  # made by on_train_begin
         self.bar_.set_postfix(postfix)
         self.bar_.update(1)
 
@@ -153,13 +163,16 @@ class _EpochBar(Callback):
 def _number(
     value: object, name: str, *, low: float = 0.0, low_open: bool = False, high: float | None = None
 ) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(float(value)) and (float(value) > low if low_open else float(value) >= low)
-    ok = ok and (high is None or float(value) < high)
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        number = math.nan  # refused below
+    ok = math.isfinite(number) and (number > low if low_open else number >= low)
+    ok = ok and (high is None or number < high)
     if not ok:
         bounds = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and < {high}")
         raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}.")
-    return float(value)
+    return number
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -180,6 +193,7 @@ class _ShapNetEstimator(BaseEstimator):
     """What the classifier and the regressor share: parameters, ``fit`` and ``explain``."""
 
     _task: str
+    model_: ShapNet  # set by fit
 
     def __init__(
         self,
@@ -349,7 +363,7 @@ class _ShapNetEstimator(BaseEstimator):
             )
             net.fit(X, y)
         self.net_ = net
-        self.model_ = net.module_.eval()
+        self.model_ = cast(ShapNet, net.module_.eval())  # the module built above, as skorch holds it
         self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
         self.n_iter_ = len(self.history_)
         return self
@@ -541,15 +555,15 @@ class ShapNetClassifier(ClassifierMixin, _ShapNetEstimator):
     def fit(self, X: object, y: object) -> ShapNetClassifier:
         """Train on ``X`` ``(B, F)`` and labels ``y`` ``(B,)`` (any hashable labels)."""
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        classes, y_encoded = np.unique(y, return_inverse=True)
+        X_valid, y_valid = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y_valid)
+        classes, y_encoded = np.unique(y_valid, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes, got 1 class ({classes[0]!r})."
             )
         self.classes_ = classes
-        return self._fit(_writable(X), y_encoded.astype(np.int64), len(classes))
+        return self._fit(_writable(X_valid), y_encoded.astype(np.int64), len(classes))
 
     def decision_function(self, X: object) -> np.ndarray:
         """Logits: ``(B, K)``, or ``(B,)`` (``logit_1 - logit_0``) for two classes, as sklearn expects."""
@@ -599,15 +613,15 @@ class ShapNetRegressor(RegressorMixin, _ShapNetEstimator):
     def fit(self, X: object, y: object) -> ShapNetRegressor:
         """Train on ``X`` ``(B, F)`` and targets ``y`` ``(B,)``."""
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
-        return self._fit(_writable(X), np.asarray(y, dtype=np.float32).reshape(-1, 1), 1)
+        X_valid, y_valid = validate_data(self, X, y, dtype=np.float32, y_numeric=True)
+        return self._fit(_writable(X_valid), np.asarray(y_valid, dtype=np.float32).reshape(-1, 1), 1)
 
     def predict(self, X: object) -> np.ndarray:
         """Predictions, ``(B,)``."""
         return self._logits(X)[:, 0]
 
 
-def explain_pipeline(pipeline: Any, X: object) -> shap.Explanation:
+def explain_pipeline(pipeline: Any, X: ArrayLike) -> shap.Explanation:
     """Explain raw rows with a fitted ``Pipeline`` whose last step is a ShapNet estimator.
 
     The rows go through the pipeline's transformers (``pipeline[:-1].transform``) and are explained by the
