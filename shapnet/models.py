@@ -365,7 +365,8 @@ class DeepShapNet(ShapNet):
         rep = torch.nn.functional.pad((x - ref).T, (0, 0, 0, pad)).unsqueeze(-1)
         ref_fm = torch.nn.functional.pad(ref, (0, pad)).unsqueeze(-1)
         all_layers = cast("Sequence[ShapleyLayer]", self.layers)  # a ModuleList types them as Module
-        layers = all_layers[:n_layers]
+        # A list: slicing the ModuleList itself would build a new Module on every call.
+        layers = list(all_layers)[:n_layers]
         if (
             not collect
             and not torch.is_grad_enabled()
