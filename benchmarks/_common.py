@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,6 +49,7 @@ __all__ = [
     "call_with_options",
     "comma_separated",
     "dense_matmul_flops",
+    "exit_status",
     "figure",
     "format_mean_std",
     "format_table",
@@ -572,6 +574,21 @@ def comma_separated(kind: Callable[[str], Any], *, minimum: float | None = None)
 
     parse.__name__ = f"comma-separated {kind.__name__}"  # argparse names the type in its own errors
     return parse
+
+
+def exit_status(
+    run: Callable[[], str], errors: tuple[type[BaseException], ...] = (ValueError, OSError)
+) -> int:
+    """A benchmark command's exit status: ``run()`` does the work and returns what it wrote, which is printed
+    (``wrote <files>``), status 0; one of ``errors`` becomes one line ``error: <message>`` on stderr, status 2
+    (as for argparse's usage errors), and the output folder keeps what was finished."""
+    try:
+        wrote = run()
+    except errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\nwrote {wrote}")
+    return 0
 
 
 def call_with_options(

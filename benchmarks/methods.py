@@ -266,35 +266,36 @@ def _max_features(limit: int) -> SupportsFn:
 _NONLINEAR_MODULES = (nn.ReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softplus)
 
 
-def _needs_relu_modules(model: nn.Module, n_features: int) -> str | None:
-    # Captum's DeepLift rewrites the gradients of nn.ReLU (etc.) *modules*; a ShapNet applies its ReLUs inside
-    # a custom autograd function, so Captum would silently return plain gradient x (input - baseline):
-    # identical to input_x_gradient to 1e-8 on a DeepShapNet, and summation-to-delta fails.
-    if is_shapnet(model):
-        return (
-            "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
-            "Captum's DeepLift rescale rule never applies: the result is exactly gradient x "
-            "(input - baseline) (= input_x_gradient) and misses summation-to-delta; use --model mlp for "
-            "DeepLift"
-        )
-    if not any(isinstance(m, _NONLINEAR_MODULES) for m in model.modules()):
-        return (
-            f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules "
-            "to act on"
-        )
-    return None
+# Why the DeepLift rules cannot explain a ShapNet: they rewrite the gradients of nn.ReLU (etc.) *modules*, and
+# a ShapNet applies its ReLUs inside a custom autograd function. Captum would silently return plain gradient x
+# (input - baseline): identical to input_x_gradient to 1e-8 on a DeepShapNet, and summation-to-delta fails.
+# shap's DeepExplainer runs, but its attributions miss the prediction gap by about as much as plain gradients
+# do (additivity error ~0.1 logit on a small DeepShapNet, 1e-7 on an MLP).
+_DEEPLIFT_ON_A_SHAPNET = {
+    "captum": "Captum's DeepLift rescale rule never applies: the result is exactly gradient x "
+    "(input - baseline) (= input_x_gradient) and misses summation-to-delta; use --model mlp for DeepLift",
+    "shap": "shap's DeepExplainer cannot apply its DeepLift multipliers: it runs, but its values fail its "
+    "own additivity check (they do not sum to f(x) - f(background)); use --model mlp for shap_deep",
+}
 
 
-def _needs_relu_modules_shap(model: nn.Module, n_features: int) -> str | None:
-    # Same cause in shap's DeepExplainer; it runs, but its attributions miss the prediction gap by about as
-    # much as plain gradients do (additivity error ~0.1 logit on a small DeepShapNet, 1e-7 on an MLP).
-    if is_shapnet(model):
-        return (
-            "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
-            "shap's DeepExplainer cannot apply its DeepLift multipliers: it runs, but its values fail its "
-            "own additivity check (they do not sum to f(x) - f(background)); use --model mlp for shap_deep"
-        )
-    return _needs_relu_modules(model, n_features)
+def _needs_relu_modules(library: str) -> SupportsFn:
+    """The requirement of ``library``'s DeepLift: nonlinearity modules for its rules to act on."""
+
+    def requirement(model: nn.Module, n_features: int) -> str | None:
+        if is_shapnet(model):
+            return (
+                "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
+                + _DEEPLIFT_ON_A_SHAPNET[library]
+            )
+        if not any(isinstance(m, _NONLINEAR_MODULES) for m in model.modules()):
+            return (
+                f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules "
+                "to act on"
+            )
+        return None
+
+    return requirement
 
 
 # --------------------------------------------------------------------------- #
@@ -313,47 +314,74 @@ def _per_eval(x: torch.Tensor, rows: int = 4096) -> int:
     return max(1, rows // max(1, x.shape[0]))
 
 
-def _baseline_row(background: torch.Tensor) -> torch.Tensor:
-    """The first background row, ``(1, *input_shape)`` (Captum broadcasts it over the batch)."""
-    return background[:1]
+@dataclass(frozen=True)
+class _Call:
+    """One call of a built-in method: the arguments of :class:`AttributionFn`, its budget as a mapping."""
+
+    model: nn.Module
+    x: torch.Tensor
+    target: torch.Tensor
+    background: torch.Tensor
+    seed: int
+    budget: Mapping[str, Any]
+
+    @property
+    def baseline(self) -> torch.Tensor:
+        """The first background row, ``(1, *input_shape)`` (Captum broadcasts it over the batch)."""
+        return self.background[:1]
+
+    @property
+    def captum_model(self) -> nn.Module:
+        # Captum's gradient methods need gradients wrt inputs only; eval mode keeps batch statistics fixed.
+        return self.model.eval()
 
 
-def _captum_model(model: nn.Module) -> nn.Module:
-    # Captum's gradient methods need gradients wrt inputs only; eval mode keeps batch statistics fixed.
-    return model.eval()
+def _builtin(
+    name: str, library: str, description: str | None = None, **spec: Any
+) -> Callable[[Callable[[_Call], torch.Tensor]], AttributionFn]:
+    """:func:`register_method` for a built-in method written as ``body(call)``: the registry's signature
+    ``fn(model, x, target, *, background, seed, **budget)`` is spelled out once, here. The description is
+    ``body``'s docstring unless given."""
+
+    def decorator(body: Callable[[_Call], torch.Tensor]) -> AttributionFn:
+        def method(
+            model: nn.Module,
+            x: torch.Tensor,
+            target: torch.Tensor,
+            *,
+            background: torch.Tensor,
+            seed: int,
+            **budget: Any,
+        ) -> torch.Tensor:
+            return body(_Call(model, x, target, background, seed, budget))
+
+        # The module-level name holds this function: pickle finds it by name (process pools, Dask).
+        method.__name__, method.__qualname__, method.__doc__ = body.__name__, body.__qualname__, body.__doc__
+        text = description if description is not None else " ".join((body.__doc__ or "").split())
+        return register_method(name, library=library, description=text, **spec)(method)
+
+    return decorator
 
 
 # --------------------------------------------------------------------------- #
 # ShapNet and the control
 # --------------------------------------------------------------------------- #
-@register_method(
-    "shapnet",
-    library="shapnet",
-    description="the model's built-in Shapley values (one explained forward), via the Captum adapter",
-    requirement=_needs_shapnet,
-)
-def shapnet_values(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("shapnet", "shapnet", requirement=_needs_shapnet)
+def shapnet_values(c: _Call) -> torch.Tensor:
+    """the model's built-in Shapley values (one explained forward), via the Captum adapter"""
     from shapnet_adapters.captum import ShapNetAttribution
 
     # A one-row background is the baseline: exact for a ShallowShapNet; a Deep/Vision ShapNet raises a
     # ValueError unless it equals the model's reference (the benchmarks make both the training mean). With
     # several background rows the values are against the model's reference.
-    baseline = background[:1] if background.shape[0] == 1 else None
-    return ShapNetAttribution(model).attribute(x, baselines=baseline, target=target)
+    baseline = c.baseline if c.background.shape[0] == 1 else None
+    return ShapNetAttribution(c.model).attribute(c.x, baselines=baseline, target=c.target)
 
 
-@register_method(
-    "random",
-    library="none",
-    description="i.i.d. standard normal scores: a random ranking, the control every method must beat",
-)
-def random_scores(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(int(seed))
-    return torch.randn(x.shape, generator=generator)
+@_builtin("random", "none")
+def random_scores(c: _Call) -> torch.Tensor:
+    """i.i.d. standard normal scores: a random ranking, the control every method must beat"""
+    return torch.randn(c.x.shape, generator=torch.Generator().manual_seed(int(c.seed)))
 
 
 # --------------------------------------------------------------------------- #
@@ -506,55 +534,41 @@ def fastshap(
     return values[torch.arange(x.shape[0]), ..., target]
 
 
+
+
 # --------------------------------------------------------------------------- #
 # Captum: gradients
 # --------------------------------------------------------------------------- #
-@register_method("saliency", library="captum", description="|d output / d input| (Simonyan et al.)")
-def saliency(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("saliency", "captum")
+def saliency(c: _Call) -> torch.Tensor:
+    """|d output / d input| (Simonyan et al.)"""
     from captum.attr import Saliency
 
-    return Saliency(_captum_model(model)).attribute(x, target=target, abs=True)
+    return Saliency(c.captum_model).attribute(c.x, target=c.target, abs=True)
 
 
-@register_method(
-    "input_x_gradient", library="captum", description="(input - baseline) x gradient at the input"
-)
-def input_x_gradient(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("input_x_gradient", "captum")
+def input_x_gradient(c: _Call) -> torch.Tensor:
+    """(input - baseline) x gradient at the input"""
     from captum.attr import Saliency
 
     # Captum's InputXGradient multiplies by the raw input (baseline 0); multiplying the gradient by
     # (x - baseline) explains the same game as the others (identical when the baseline is 0).
-    grad = Saliency(_captum_model(model)).attribute(x, target=target, abs=False)
-    return grad * (x - _baseline_row(background))
+    grad = Saliency(c.captum_model).attribute(c.x, target=c.target, abs=False)
+    return grad * (c.x - c.baseline)
 
 
-@register_method(
-    "integrated_gradients",
-    library="captum",
-    description="path integral of gradients from the baseline (Sundararajan et al.), Gauss-Legendre",
-    budget={"n_steps": 32},
-)
-def integrated_gradients(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    n_steps: int,
-) -> torch.Tensor:
+@_builtin("integrated_gradients", "captum", budget={"n_steps": 32})
+def integrated_gradients(c: _Call) -> torch.Tensor:
+    """path integral of gradients from the baseline (Sundararajan et al.), Gauss-Legendre"""
     from captum.attr import IntegratedGradients
 
-    return IntegratedGradients(_captum_model(model)).attribute(
-        x,
-        baselines=_baseline_row(background),
-        target=target,
-        n_steps=n_steps,
-        internal_batch_size=max(x.shape[0], 1) * 8,
+    return IntegratedGradients(c.captum_model).attribute(
+        c.x,
+        baselines=c.baseline,
+        target=c.target,
+        n_steps=c.budget["n_steps"],
+        internal_batch_size=max(c.x.shape[0], 1) * 8,
     )
 
 
@@ -562,30 +576,20 @@ def _noise_tunnel(nt_type: str, description: str) -> AttributionFn:
     """Register Captum's NoiseTunnel over signed gradients as ``nt_type`` (smoothgrad_sq squares them,
     vargrad takes their variance, as in Hooker et al.)."""
 
-    @register_method(
-        nt_type, library="captum", description=description, budget={"nt_samples": 16, "stdevs": 0.5}
-    )
-    def noise_tunnel(
-        model: nn.Module,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        background: torch.Tensor,
-        seed: int,
-        nt_samples: int,
-        stdevs: float,
-    ) -> torch.Tensor:
+    @_builtin(nt_type, "captum", description, budget={"nt_samples": 16, "stdevs": 0.5})
+    def noise_tunnel(c: _Call) -> torch.Tensor:
         from captum.attr import NoiseTunnel, Saliency
 
         # stdevs in standardised units: about 15 % of a standardised feature's typical range (SmoothGrad's
         # advice).
-        return NoiseTunnel(Saliency(_captum_model(model))).attribute(
-            x,
+        samples = c.budget["nt_samples"]
+        return NoiseTunnel(Saliency(c.captum_model)).attribute(
+            c.x,
             nt_type=nt_type,
-            nt_samples=nt_samples,
-            nt_samples_batch_size=nt_samples,
-            stdevs=stdevs,
-            target=target,
+            nt_samples=samples,
+            nt_samples_batch_size=samples,
+            stdevs=c.budget["stdevs"],
+            target=c.target,
             abs=False,
         )
 
@@ -600,151 +604,81 @@ vargrad = _noise_tunnel(
 )
 
 
-@register_method(
-    "gradient_shap",
-    library="captum",
-    description="expected gradients x (input - baseline) at random points on the path (GradientShap)",
-    budget={"n_samples": 16},
-)
-def gradient_shap(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    n_samples: int,
-) -> torch.Tensor:
+@_builtin("gradient_shap", "captum", budget={"n_samples": 16})
+def gradient_shap(c: _Call) -> torch.Tensor:
+    """expected gradients x (input - baseline) at random points on the path (GradientShap)"""
     from captum.attr import GradientShap
 
-    return GradientShap(_captum_model(model)).attribute(
-        x, baselines=background, target=target, n_samples=n_samples
+    return GradientShap(c.captum_model).attribute(
+        c.x, baselines=c.background, target=c.target, n_samples=c.budget["n_samples"]
     )
 
 
-@register_method(
-    "deeplift",
-    library="captum",
-    description="DeepLift rescale rule against the baseline (Captum)",
-    requirement=_needs_relu_modules,
-)
-def deeplift(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("deeplift", "captum", requirement=_needs_relu_modules("captum"))
+def deeplift(c: _Call) -> torch.Tensor:
+    """DeepLift rescale rule against the baseline (Captum)"""
     from captum.attr import DeepLift
 
-    return DeepLift(_captum_model(model)).attribute(x, baselines=_baseline_row(background), target=target)
+    return DeepLift(c.captum_model).attribute(c.x, baselines=c.baseline, target=c.target)
 
 
-@register_method(
-    "deeplift_shap",
-    library="captum",
-    description="DeepLift averaged over the background rows (DeepLiftShap); with one row it equals deeplift",
-    requirement=_needs_relu_modules,
-)
-def deeplift_shap(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("deeplift_shap", "captum", requirement=_needs_relu_modules("captum"))
+def deeplift_shap(c: _Call) -> torch.Tensor:
+    """DeepLift averaged over the background rows (DeepLiftShap); with one row it equals deeplift"""
     from captum.attr import DeepLiftShap
 
     # DeepLiftShap insists on at least two baseline rows; repeating a single row is the same average.
-    rows = background if background.shape[0] > 1 else background.expand(2, *background.shape[1:])
-    return DeepLiftShap(_captum_model(model)).attribute(x, baselines=rows, target=target)
+    rows = c.background if c.background.shape[0] > 1 else c.background.expand(2, *c.background.shape[1:])
+    return DeepLiftShap(c.captum_model).attribute(c.x, baselines=rows, target=c.target)
 
 
 # --------------------------------------------------------------------------- #
 # Captum: perturbations (whole pixels for images)
 # --------------------------------------------------------------------------- #
-def _perturbation(
-    method: str,
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    background: torch.Tensor,
-    *,
-    per_eval: int,
-    **kwargs: Any,
-) -> torch.Tensor:
-    """Captum's perturbation ``method`` (a class of ``captum.attr``) against the baseline row; whole pixels
-    for images; ``per_eval`` perturbed copies per forward pass."""
-    import captum.attr
+def _perturbation(captum_class: str, name: str, description: str, **budget: int) -> AttributionFn:
+    """Register Captum's perturbation method ``captum_class`` (a class of ``captum.attr``) as ``name``:
+    against the baseline row, whole pixels for images. Kernel SHAP and LIME fit one model per row on its
+    ``n_samples`` perturbations, which one forward pass then holds; the others take about 4096 rows a pass."""
+    fits_per_row = captum_class in ("KernelShap", "Lime")
 
-    with torch.no_grad():
-        return getattr(captum.attr, method)(model).attribute(
-            x,
-            baselines=_baseline_row(background),
-            target=target,
-            feature_mask=_pixel_mask(x),
-            perturbations_per_eval=per_eval,
-            **kwargs,
-        )
+    @_builtin(name, "captum", description, budget=budget)
+    def perturbation(c: _Call) -> torch.Tensor:
+        import captum.attr
+
+        per_eval = c.budget["n_samples"] if fits_per_row else _per_eval(c.x)
+        with torch.no_grad():
+            return getattr(captum.attr, captum_class)(c.model).attribute(
+                c.x,
+                baselines=c.baseline,
+                target=c.target,
+                feature_mask=_pixel_mask(c.x),
+                perturbations_per_eval=per_eval,
+                **c.budget,
+            )
+
+    return perturbation
 
 
-@register_method(
+feature_ablation = _perturbation(
+    "FeatureAblation",
     "feature_ablation",
-    library="captum",
-    description="output drop when one feature (pixel) is set to the baseline (occlusion)",
+    "output drop when one feature (pixel) is set to the baseline (occlusion)",
 )
-def feature_ablation(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
-    return _perturbation("FeatureAblation", model, x, target, background, per_eval=_per_eval(x))
-
-
-@register_method(
+shapley_value_sampling = _perturbation(
+    "ShapleyValueSampling",
     "shapley_value_sampling",
-    library="captum",
-    description="Shapley values from random feature permutations against the baseline (Captum)",
-    budget={"n_samples": 10},
+    "Shapley values from random feature permutations against the baseline (Captum)",
+    n_samples=10,
 )
-def shapley_value_sampling(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    n_samples: int,
-) -> torch.Tensor:
-    return _perturbation(
-        "ShapleyValueSampling", model, x, target, background, per_eval=_per_eval(x), n_samples=n_samples
-    )
-
-
-@register_method(
+kernel_shap = _perturbation(
+    "KernelShap",
     "kernel_shap",
-    library="captum",
-    description="Kernel SHAP: weighted linear fit on random coalitions, per row (Captum)",
-    budget={"n_samples": 200},
+    "Kernel SHAP: weighted linear fit on random coalitions, per row (Captum)",
+    n_samples=200,
 )
-def kernel_shap(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    n_samples: int,
-) -> torch.Tensor:
-    return _perturbation("KernelShap", model, x, target, background, per_eval=n_samples, n_samples=n_samples)
-
-
-@register_method(
-    "lime",
-    library="captum",
-    description="LIME: Lasso fit on random binary perturbations, per row (Captum defaults)",
-    budget={"n_samples": 200},
+lime = _perturbation(
+    "Lime", "lime", "LIME: Lasso fit on random binary perturbations, per row (Captum defaults)", n_samples=200
 )
-def lime(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    n_samples: int,
-) -> torch.Tensor:
-    return _perturbation("Lime", model, x, target, background, per_eval=n_samples, n_samples=n_samples)
 
 
 # --------------------------------------------------------------------------- #
@@ -776,15 +710,13 @@ def _select(values: np.ndarray, target: torch.Tensor, shape: tuple[int, ...]) ->
 
 
 def _shap(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    explain: Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], np.ndarray],
+    c: _Call, explain: Callable[[Callable[[np.ndarray], np.ndarray], np.ndarray], np.ndarray]
 ) -> torch.Tensor:
     """A shap explainer on the flattened rows: ``explain(f, X (B, E))`` returns values ``(B, E[, O])``;
     the target's column, ``(B, *input_shape)``."""
-    shape = tuple(x.shape[1:])
-    return _select(explain(_numpy_model(model, shape), x.reshape(x.shape[0], -1).numpy()), target, shape)
+    shape = tuple(c.x.shape[1:])
+    values = explain(_numpy_model(c.model, shape), c.x.reshape(c.x.shape[0], -1).numpy())
+    return _select(values, c.target, shape)
 
 
 def _shap_masker(background: torch.Tensor) -> Any:
@@ -793,89 +725,55 @@ def _shap_masker(background: torch.Tensor) -> Any:
     return shap.maskers.Independent(background.reshape(background.shape[0], -1).numpy(), max_samples=100)
 
 
-@register_method(
-    "shap_exact",
-    library="shap",
-    description="exact Shapley values over all 2**d coalitions against the background (shap Exact)",
-    requirement=_max_features(15),
-)
-def shap_exact(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("shap_exact", "shap", requirement=_max_features(15))
+def shap_exact(c: _Call) -> torch.Tensor:
+    """exact Shapley values over all 2**d coalitions against the background (shap Exact)"""
     import shap
 
     def explain(f: Callable[[np.ndarray], np.ndarray], flat: np.ndarray) -> np.ndarray:
-        explainer = shap.explainers.Exact(f, _shap_masker(background))
+        explainer = shap.explainers.Exact(f, _shap_masker(c.background))
         return explainer(flat, max_evals=2 ** flat.shape[1] + 1, silent=True).values
 
-    return _shap(model, x, target, explain)
+    return _shap(c, explain)
 
 
-@register_method(
-    "shap_permutation",
-    library="shap",
-    description="Shapley values from antithetic feature permutations (shap Permutation)",
-    budget={"permutations": 5},
-)
-def shap_permutation(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    permutations: int,
-) -> torch.Tensor:
+@_builtin("shap_permutation", "shap", budget={"permutations": 5})
+def shap_permutation(c: _Call) -> torch.Tensor:
+    """Shapley values from antithetic feature permutations (shap Permutation)"""
     import shap
 
     def explain(f: Callable[[np.ndarray], np.ndarray], flat: np.ndarray) -> np.ndarray:
-        explainer = shap.explainers.Permutation(f, _shap_masker(background), seed=int(seed))
+        explainer = shap.explainers.Permutation(f, _shap_masker(c.background), seed=int(c.seed))
         # shap spends (2 d + 1) evaluations per permutation (forward and backward pass over it).
-        return explainer(flat, max_evals=permutations * (2 * flat.shape[1] + 1), silent=True).values
+        evals = c.budget["permutations"] * (2 * flat.shape[1] + 1)
+        return explainer(flat, max_evals=evals, silent=True).values
 
-    return _shap(model, x, target, explain)
+    return _shap(c, explain)
 
 
-@register_method(
-    "shap_kernel",
-    library="shap",
-    description="Kernel SHAP: weighted linear fit on sampled coalitions against the background (shap Kernel)",
-    budget={"nsamples": 200},
-)
-def shap_kernel(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    background: torch.Tensor,
-    seed: int,
-    nsamples: int,
-) -> torch.Tensor:
+@_builtin("shap_kernel", "shap", budget={"nsamples": 200})
+def shap_kernel(c: _Call) -> torch.Tensor:
+    """Kernel SHAP: weighted linear fit on sampled coalitions against the background (shap Kernel)"""
     import shap
 
     def explain(f: Callable[[np.ndarray], np.ndarray], flat: np.ndarray) -> np.ndarray:
-        explainer = shap.KernelExplainer(f, background.reshape(background.shape[0], -1).numpy())
+        explainer = shap.KernelExplainer(f, c.background.reshape(c.background.shape[0], -1).numpy())
         # l1_reg=False: plain Kernel SHAP (shap's default would keep only 10 features).
-        return explainer.shap_values(flat, nsamples=nsamples, silent=True, l1_reg=False)
+        return explainer.shap_values(flat, nsamples=c.budget["nsamples"], silent=True, l1_reg=False)
 
-    return _shap(model, x, target, explain)
+    return _shap(c, explain)
 
 
-@register_method(
-    "shap_deep",
-    library="shap",
-    description="DeepLift-style attributions with the background as reference (shap DeepExplainer)",
-    requirement=_needs_relu_modules_shap,
-)
-def shap_deep(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, background: torch.Tensor, seed: int
-) -> torch.Tensor:
+@_builtin("shap_deep", "shap", requirement=_needs_relu_modules("shap"))
+def shap_deep(c: _Call) -> torch.Tensor:
+    """DeepLift-style attributions with the background as reference (shap DeepExplainer)"""
     import shap
 
-    explainer = shap.DeepExplainer(model.eval(), background)
-    values = explainer.shap_values(x, check_additivity=False)  # (B, *input_shape, K)
-    values = np.asarray(values).reshape(x.shape[0], -1, np.asarray(values).shape[-1])
-    return _select(values, target, tuple(x.shape[1:]))
+    explainer = shap.DeepExplainer(c.model.eval(), c.background)
+    values = explainer.shap_values(c.x, check_additivity=False)  # (B, *input_shape, K)
+    values = np.asarray(values).reshape(c.x.shape[0], -1, np.asarray(values).shape[-1])
+    return _select(values, c.target, tuple(c.x.shape[1:]))
+
 
 
 #: The default set of ``python -m benchmarks roar``: the method under test, the control, the two ROAR

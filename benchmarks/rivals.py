@@ -54,7 +54,6 @@ import dataclasses
 import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +70,7 @@ from ._common import (
     atomic_write,
     attribution_metrics,
     comma_separated,
+    exit_status,
     figure,
     format_table,
     machine_info,
@@ -1074,7 +1074,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing-rounds", type=int, default=7, help="interleaved timing rounds (0: skip)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> str:
         settings = RivalsSettings(
             datasets=args.datasets,
             data_dir=args.data_dir,
@@ -1099,11 +1100,9 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         run_rivals(settings)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"\nwrote {settings.out}/rivals.md, rivals.json, rivals.png, explanations.csv, payback.csv")
-    return 0
+        return f"{settings.out}/rivals.md, rivals.json, rivals.png, explanations.csv, payback.csv"
+
+    return exit_status(run)
 
 
 if __name__ == "__main__":

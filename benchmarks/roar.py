@@ -32,7 +32,6 @@ import json
 import math
 import os
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +51,7 @@ from ._common import (
     ResultFile,
     atomic_write,
     better,
+    exit_status,
     figure,
     format_mean_std,
     format_table,
@@ -1363,13 +1363,12 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         prepare(settings)
-    try:
+
+    def run() -> str:
         run_roar(settings)
-    except (ValueError, OSError, RunLocked, ClusterLost) as err:  # the output folder keeps what was finished
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"\nwrote {settings.out}/results.csv, summary.csv, roar.png, methods.json")
-    return 0
+        return f"{settings.out}/results.csv, summary.csv, roar.png, methods.json"
+
+    return exit_status(run, errors=(ValueError, OSError, RunLocked, ClusterLost))
 
 
 if __name__ == "__main__":
