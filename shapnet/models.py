@@ -375,7 +375,13 @@ class DeepShapNet(ShapNet):
         ):
             # Inference on the CPU: the loop below, with the residual and the pruning done in place.
             rep, skipped = compiled.deep_layers_in_place(
-                layers, rep, ref_fm, residual=self.residual, pruning=self.pruning, n_real=n_features
+                all_layers,
+                rep,
+                ref_fm,
+                residual=self.residual,
+                pruning=self.pruning,
+                n_real=n_features,
+                n_run=n_layers,
             )
             return rep, ref_fm if n_layers == 0 else None, [], skipped
         collected, skipped = [], []

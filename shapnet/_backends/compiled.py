@@ -323,6 +323,7 @@ def deep_layers_in_place(
     residual: bool,
     pruning: Pruning | None,
     n_real: int,
+    n_run: int | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """The layers of a Deep ShapNet for inference, with the residual and the pruning done in place.
 
@@ -333,12 +334,14 @@ def deep_layers_in_place(
     costs no pass of its own: the layer's kernel prunes each feature as soon as its norm is known.
 
     Args:
-        layers: the :class:`~shapnet.layers.ShapleyLayer` s to run.
+        layers: all the model's :class:`~shapnet.layers.ShapleyLayer` s.
         rep: ``(F, B, C)`` float32/float64 CPU tensor: the input minus the reference, padded. Owned by the
             caller's pass (it is overwritten after the first layer); autograd must be off.
         reference: the first layer's feature-major reference.
         residual, pruning: as the model's.
         n_real: the model's real features (the rest are padding).
+        n_run: run only the first ``n_run`` layers (default all); the pruning after each is the one the whole
+            model applies (a prediction stops before the last layer, whose output it does not need).
 
     Returns:
         the last representation ``(F, B, C_L)`` and each layer's skipped fraction.
@@ -350,13 +353,14 @@ def deep_layers_in_place(
     sparse = pruning is not None
     active = None  # (F, B): which features are non-zero, when pruning has already worked it out
     skipped: list[float] = []
-    for index, layer in enumerate(layers):
+    n_layers = len(layers)
+    for index, layer in enumerate(layers[: n_layers if n_run is None else n_run]):
         mlp, n_rows, norms = layer.mlp, rep.shape[1], None
         ref = reference if index == 0 else None
         adds_residual = residual and rep.shape[-1] == mlp.out_channels
         # The kernel prunes by itself when the pruning after this layer is a plain threshold and no residual
         # is added after its call (in place, the kernel prunes the sum).
-        threshold = _fusable_threshold(pruning, index, len(layers)) if layer.index.partition else None
+        threshold = _fusable_threshold(pruning, index, n_layers) if layer.index.partition else None
         pruned = False  # whether the kernel has pruned this layer's output (and set `active`)
         values: torch.Tensor | None
         if not mlp.fused_relu:
@@ -386,7 +390,7 @@ def deep_layers_in_place(
             new = values.add_(rep)
         else:
             new = values
-        if sparse and index < len(layers) - 1 and not pruned:
+        if sparse and index < n_layers - 1 and not pruned:
             assert pruning is not None
             groups = layers[index + 1].index.groups if pruning.granularity == "group" else None
             new, active = prune(new, *pruning.for_layer(index), n_real, groups, in_place=True, norms=norms)

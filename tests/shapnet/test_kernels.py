@@ -235,3 +235,44 @@ def test_residual_in_place_equals_the_copying_path(prune, residual, dtype) -> No
             pruning=None,
             n_real=16,
         )
+
+
+@pytest.mark.parametrize(
+    "prune",
+    [
+        Pruning(threshold=0.05),
+        Pruning(threshold=(None, 0.1, 0.0, 0.2)),
+        Pruning(fraction=0.0, threshold=0.05),
+        Pruning(fraction=0.25, threshold=0.05),
+        Pruning(fraction=0.5, granularity="group"),
+    ],
+)
+@pytest.mark.parametrize("residual", [True, False])
+def test_inference_paths_agree_with_padding_threads_and_a_reference(prune, residual) -> None:
+    """The in-place inference path (the pruning fused into the kernels where it can be) against the
+    layer-by-layer path, where the simple cases cannot tell: padding features (13 of 16), two thread ranges
+    (700 rows), a first layer that adds its residual (channels 1, 2, 2) and a non-zero reference. A
+    prediction stops before the last layer but must prune after the one before it, as the explanation does."""
+    torch.manual_seed(3)
+    model = DeepShapNet(
+        13, 2, channels=[1, 2, 2], residual=residual, prune=prune, reference=torch.randn(13)
+    ).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)  # large enough values that the thresholds bite
+    x = torch.randn(700, 13, dtype=torch.float64)
+    x[:, 2] = model.reference[2]  # features at the reference stay idle
+    x[::2, 7] = model.reference[7]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            fused = model.explain(x)
+            layered = model.explain(x, layers=True)
+            predicted = model(x)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(fused.values, layered.values, atol=1e-12, rtol=1e-12)
+    assert fused.skipped_layers == layered.skipped_layers
+    torch.testing.assert_close(predicted, fused.predictions, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(model(x).detach(), fused.predictions, atol=1e-10, rtol=1e-10)  # autograd on
