@@ -220,6 +220,12 @@ class RivalsSettings:
                 raise ValueError(
                     f"{name} must be among {', '.join(RIVALS)}, got {list(getattr(self, name))}."
                 )
+        untrained = [m for m in self.roar_image_models if m not in self.image_models]
+        if untrained:
+            raise ValueError(
+                f"roar_image_models {untrained} are not among image_models {list(self.image_models)}: "
+                "ROAR retrains only models of this run; add them to image_models."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -767,7 +773,8 @@ def _roar(
 def _with_earlier_models(
     path: Path, models_meta: list[dict[str, Any]], datasets: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """``models_meta`` plus the records in ``path`` of the requested models this run did not load.
+    """``models_meta`` plus the records in ``path`` of the models this run did not load, in the order of
+    ``datasets`` (others last), then of :data:`RIVALS`.
 
     A run that only reports, or that covers some datasets, must not drop the training records of the
     others (their cached models may be gone: the records are the measurement).
@@ -779,7 +786,7 @@ def _with_earlier_models(
     here = {(m["dataset"], m["model"]) for m in models_meta}
     earlier = [
         {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v))}
-        for rec in pd.read_csv(path).to_dict("records")
+        for rec in pd.read_csv(path, dtype={"weights_hash": str}).to_dict("records")
         if (rec["dataset"], rec["model"]) not in here
     ]
     order = {name: i for i, name in enumerate(datasets)}
@@ -787,7 +794,7 @@ def _with_earlier_models(
         models_meta + earlier,
         key=lambda m: (
             order.get(m["dataset"], len(order)),
-            RIVALS.index(m["model"]) if m["model"] in RIVALS else 99,
+            RIVALS.index(m["model"]),
         ),
     )
 
@@ -980,10 +987,18 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
             ):
                 areas += _roar(data, rival, settings, out, log)
             write_csv(out / "roar_areas.csv", areas)
-    if not settings.roar:  # the areas of earlier (or still running) ROAR runs, as far as they got
-        areas = _finished_areas(out, settings.datasets)
-        write_csv(out / "roar_areas.csv", areas)
-    rows = [dict(r) for r in results.read() if r["dataset"] in settings.datasets]
+    # The report covers every dataset measured into this folder, not only this run's: a partial run (one
+    # dataset, or ROAR only) must not drop the other datasets' rows from the tables and files.
+    measured = {r["dataset"] for r in results.read()}
+    reported = [
+        d
+        for d in dict.fromkeys([*DATASETS, *settings.datasets])
+        if d in settings.datasets or d in measured or any((out / "roar").glob(f"{d}-*"))
+    ]
+    ran = {a["dataset"] for a in areas}  # this run's ROAR areas (with their reasons for unsupported methods)
+    areas += _finished_areas(out, [d for d in reported if d not in ran])  # earlier or still running ones
+    write_csv(out / "roar_areas.csv", areas)
+    rows = [dict(r) for r in results.read() if r["dataset"] in reported]
     interleaved = {timings.key_of(t): t for t in timings.read()}
     for r in rows:
         r.pop("line", None)
@@ -997,7 +1012,7 @@ def run_rivals(settings: RivalsSettings, *, log: Callable[[str], None] = print) 
         else:
             r["timing"] = "median of 3 consecutive calls"
     pay = payback(rows)
-    models_meta = _with_earlier_models(out / "models.csv", models_meta, settings.datasets)
+    models_meta = _with_earlier_models(out / "models.csv", models_meta, reported)
     write_csv(out / "models.csv", [{k: v for k, v in m.items() if k != "config"} for m in models_meta])
     write_csv(out / "payback.csv", pay)
     tables = _tables(models_meta, rows, pay, areas)

@@ -210,3 +210,62 @@ def test_break_even_interpolates_the_matching_sampling_budget() -> None:
 def test_cli_bad_dataset_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert rivals.main(["--datasets", "nope", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("error: datasets must be registry names")
+
+
+def test_roar_image_models_must_be_trained_in_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = [
+        "--datasets",
+        "mnist",
+        "--image-models",
+        "mlp",
+        "--roar-image-models",
+        "deep",
+        "--out",
+        str(tmp_path),
+    ]
+    assert rivals.main(argv) == 2
+    assert "roar_image_models ['deep'] are not among image_models ['mlp']" in capsys.readouterr().err
+
+
+def test_earlier_model_records_are_kept_in_dataset_order(tmp_path: Path) -> None:
+    path = tmp_path / "models.csv"
+    path.write_text(
+        "dataset,model,class,training_seconds,weights_hash\n"
+        "wine,mlp,Sequential,0.1,1234e5\n"  # digits with one "e": still a hash, not a number
+        "wine,deep,DeepShapNet,9.5,9ed00fb98f449141\n"
+        "diabetes,deep,DeepShapNet,1.2,3715ef197d0e9431\n"
+    )
+    new = {"dataset": "diabetes", "model": "deep", "class": "DeepShapNet", "training_seconds": 0.5}
+    got = rivals._with_earlier_models(path, [dict(new, weights_hash="aa")], ["wine", "diabetes"])
+    assert [(m["dataset"], m["model"]) for m in got] == [
+        ("wine", "deep"),
+        ("wine", "mlp"),
+        ("diabetes", "deep"),
+    ]
+    assert got[1]["weights_hash"] == "1234e5"
+    assert got[2]["weights_hash"] == "aa"  # this run's record replaces the earlier one
+
+
+def test_a_partial_report_keeps_the_other_datasets(tmp_path: Path) -> None:
+    """A report-only run for one dataset rewrites the tables and files from every dataset measured into the
+    folder, so that a run on one dataset never drops the others' rows."""
+    header = ",".join(rivals.EXPLANATION_COLUMNS)
+    rows = [
+        f"{d},mlp,fastshap,0,32,4e-05,1.0,0.15,0.95,0.9,exact,0.0,100.0,300000" for d in ("wine", "diabetes")
+    ] + [
+        f"{d},mlp,shapley_value_sampling,{b},32,{5e-5 * b},{10 * b},{0.2 / b},0.97,0.95,exact,0.0,,"
+        for d in ("wine", "diabetes")
+        for b in (1, 4)
+    ]
+    (tmp_path / "explanations.csv").write_text("\n".join([header, *rows]) + "\n")
+    settings = rivals.RivalsSettings(
+        datasets=["wine"], out=str(tmp_path), roar=False, explanations=False, timing_rounds=0, progress=False
+    )
+    rivals.run_rivals(settings, log=lambda _: None)
+    import pandas as pd
+
+    assert set(pd.read_csv(tmp_path / "payback.csv").dataset) == {"wine", "diabetes"}
+    assert "diabetes" in (tmp_path / "rivals.md").read_text()
+    assert (tmp_path / "explanations.csv").read_text().count("\n") == 1 + len(rows)  # nothing lost
