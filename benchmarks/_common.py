@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from shapnet.cli import portable
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
@@ -90,8 +92,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO
 
 
 def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
-    """``payload`` as indented JSON, atomically (values JSON cannot hold are written with ``str``)."""
-    atomic_write(path, json.dumps(payload, indent=2, default=str))
+    """``payload`` as indented JSON, atomically (values JSON cannot hold are written with ``str``; the data
+    folder is written as ``$SHAPNET_DATA``, see :func:`shapnet.cli.portable`)."""
+    atomic_write(path, json.dumps(portable(payload), indent=2, default=str))
 
 
 def write_csv(
@@ -405,7 +408,10 @@ KERNELS = (
 
 @contextlib.contextmanager
 def kernel_calls(names: Sequence[str] = KERNELS) -> Iterator[list[tuple[str, float, Any]]]:
-    """Record every call of the compiled kernels ``names`` as ``(name, CPU seconds, result)``, in order.
+    """Record every call of the compiled kernels ``names`` as ``(name, CPU seconds, result)``.
+
+    Each call's CPU time is its own thread's (``time.thread_time``); with one thread the calls are recorded in
+    the order they ran (pool threads append as they finish).
 
     The backends call the kernels as ``shapnet.kernels.<name>``, so wrapping those attributes sees every call;
     they are restored on exit. The result of ``relu_modules_forward`` is its busy (module, row) pairs.
@@ -417,9 +423,9 @@ def kernel_calls(names: Sequence[str] = KERNELS) -> Iterator[list[tuple[str, flo
 
     def timed(name: str, kernel: Callable) -> Callable:
         def run(*args: object) -> object:
-            start = time.process_time()
+            start = time.thread_time()
             result = kernel(*args)
-            calls.append((name, time.process_time() - start, result))
+            calls.append((name, time.thread_time() - start, result))
             return result
 
         return run

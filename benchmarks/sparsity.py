@@ -159,6 +159,7 @@ def run_sparsity(
     profile = ResultFile(out / "profile.csv", {
         "residual": _boolean, "l1": float, "threshold": float, "call": int, "kernel": str, "ms": float,
         "busy_pairs": int}, key=("residual", "l1", "threshold", "call"), what="kernel profile")
+    profiled = {(p["residual"], p["l1"], p["threshold"]) for p in profile.read()}
     done = {results.key_of(r) for r in results.read()}
     X_test = torch.as_tensor(dataset.X_test)
     x_timed = X_test[:explain_rows]
@@ -203,9 +204,11 @@ def run_sparsity(
                 "efficiency_error": float(ex.efficiency_error().abs().max()),
                 **{f"skipped_l{i}": float(v) for i, v in enumerate(per_layer)},
             }
+            # The profile first: a cell is done once its row is written, and a rerun skips it.
+            if (r, strength, row["threshold"]) not in profiled:
+                for call in _kernel_profile(model, x_timed, pruning, repeats):
+                    profile.append({"residual": r, "l1": strength, "threshold": row["threshold"], **call})
             results.append(row)
-            for call in _kernel_profile(model, x_timed, pruning, repeats):
-                profile.append({"residual": r, "l1": strength, "threshold": row["threshold"], **call})
         model.prune = None
     frame = results.frame()
     _report(frame, out, dataset, {

@@ -29,7 +29,14 @@ from typing import Any
 
 from .datasets import ENV_VAR, Dataset, list_datasets, load_dataset
 
-__all__ = ["EXIT_USAGE", "add_dataset_arguments", "dataset_from_args", "fail_cleanly", "parse_class_names"]
+__all__ = [
+    "EXIT_USAGE",
+    "add_dataset_arguments",
+    "dataset_from_args",
+    "fail_cleanly",
+    "parse_class_names",
+    "portable",
+]
 
 #: Exit status of a run that failed on bad input (argparse uses the same).
 EXIT_USAGE = 2
@@ -187,6 +194,24 @@ class fail_cleanly:  # lower case: used like a function, ``with fail_cleanly(out
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+def portable(value: Any) -> Any:
+    """``value`` with the data folder written as ``$SHAPNET_DATA``, in every string it contains.
+
+    Results and their commands are committed and shared: they must not carry the path of the machine that
+    produced them. Dicts, lists and tuples are rewritten recursively; other values are returned as they are.
+    """
+    root = os.environ.get("SHAPNET_DATA", "").rstrip("/")
+    if not root:
+        return value
+    if isinstance(value, str):
+        return value.replace(root, "$SHAPNET_DATA")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(v) for v in value)
+    return value
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .cli import add_dataset_arguments, dataset_from_args, fail_cleanly
+from .cli import add_dataset_arguments, dataset_from_args, fail_cleanly, portable
 from .distributed import World, init_from_env
 from .inputs import InputSpec
 from .io import save
@@ -244,7 +244,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]
         # Feature names and standardisation travel with the model: python -m shapnet.explain reads them.
         save(model, os.path.join(args.out, "model.pt"), inputs=InputSpec.from_dataset(ds))
         with open(os.path.join(args.out, "result.json"), "w") as fh:
-            json.dump(out, fh, indent=2)
+            json.dump(portable(out), fh, indent=2)
         print(
             json.dumps({k: out[k] for k in ("dataset", f"test_{metric}", "train_seconds", "epochs")}),
             flush=True,

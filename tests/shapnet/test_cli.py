@@ -166,3 +166,18 @@ def test_fail_cleanly_as_decorator(tmp_path: Path, capsys: pytest.CaptureFixture
         main()
     assert not out.exists()
     assert capsys.readouterr().err == "error: bad option --x 3: expected a positive integer\n"
+
+
+def test_portable_writes_the_data_folder_as_the_variable(monkeypatch) -> None:
+    from shapnet.cli import portable
+
+    monkeypatch.setenv("SHAPNET_DATA", "/data/root/")
+    payload = {"data_dir": "/data/root", "cmd": ["--data-dir /data/root/mnist", 3], "n": 1.5, "t": ("/data/root",)}
+    assert portable(payload) == {
+        "data_dir": "$SHAPNET_DATA",
+        "cmd": ["--data-dir $SHAPNET_DATA/mnist", 3],
+        "n": 1.5,
+        "t": ("$SHAPNET_DATA",),
+    }
+    monkeypatch.delenv("SHAPNET_DATA")
+    assert portable(payload) == payload
