@@ -1,1 +1,1 @@
-/work/venv/bin/python -m benchmarks consistency --dataset mnist --data-dir $SHAPNET_DATA --checkpoints results/mnist/sub10k_l0/model.pt,results/mnist/sub10k_l3/model.pt --n-images 4 --permutations 30 --threads 1 --out results/consistency
+python -m benchmarks consistency --dataset mnist --data-dir $SHAPNET_DATA --checkpoints results/mnist/sub10k_l0/model.pt,results/mnist/sub10k_l3/model.pt --n-images 4 --permutations 30 --threads 1 --out results/consistency

@@ -1,1 +1,1 @@
-/work/venv/bin/python -m benchmarks consistency --dataset wine --data-dir $SHAPNET_DATA --seeds 0,1,2 --out results/consistency
+python -m benchmarks consistency --dataset wine --data-dir $SHAPNET_DATA --seeds 0,1,2 --out results/consistency

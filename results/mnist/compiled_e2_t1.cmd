@@ -1,1 +1,1 @@
-/work/venv/bin/python -m shapnet.training --dataset mnist --data-dir $SHAPNET_DATA --epochs 2 --batch-size 64 --lr 1e-2 --threads 1 --progress none --out results/mnist/compiled_e2_t1
+python -m shapnet.training --dataset mnist --data-dir $SHAPNET_DATA --epochs 2 --batch-size 64 --lr 1e-2 --threads 1 --progress none --out results/mnist/compiled_e2_t1
