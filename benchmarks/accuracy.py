@@ -1,7 +1,7 @@
-"""Test accuracy (R² for regression) of ShapNets against a plain MLP and scikit-learn baselines.
+"""Test accuracy (R² for regression) of ShapNets and HarsanyiNet against an MLP and scikit-learn baselines.
 
     python -m benchmarks accuracy [--dataset yeast,breast_cancer,wine,adult,digits,diabetes|PATH,...]
-        [--models gam,pairs,deep,vision,mlp,logreg,hgb] [--data-dir DIR] [--out results/accuracy]
+        [--models gam,pairs,deep,vision,harsanyi,mlp,logreg,hgb] [--data-dir DIR] [--out results/accuracy]
         [--seeds 0,1,2] [--single-seed adult,mnist] [--vision-checkpoint mnist=results/mnist/run/model.pt]
 
 ``--dataset`` takes comma-separated registry names or paths (a CSV/Parquet table, an ``.npz`` file, an IDX
@@ -21,6 +21,10 @@ Models (all seeded; tabular models see image sets as flattened pixels):
   all ShapNets here are trained plainly (``consistency=0``; the consistency benchmark measures its effect);
 * ``vision``: a VisionShapNet trained with :func:`shapnet.training.fit` (image sets only); for MNIST pass a
   model trained by ``python -m shapnet.training`` with ``--vision-checkpoint``;
+* ``harsanyi``: a HarsanyiNet (Chen et al., ICML 2023; exact Shapley values in one pass): on tables the
+  estimator ``ShapNetClassifier(model="harsanyi")`` (two layers of 100 Harsanyi units) with the recipe of the
+  other estimators; on image sets a :class:`~shapnet.VisionHarsanyiNet` built and trained with the ROAR and
+  rivals benchmarks' recipe (:func:`benchmarks.models.default_config`, reference the training mean);
 * ``mlp``: the ROAR benchmark's plain two-hidden-layer ReLU MLP with about as many parameters as the
   DeepShapNet (on MNIST, as the default VisionShapNet, since no tabular DeepShapNet is run there), trained
   by skorch with the same recipe (AdamW, learning rate, batch size, early stopping) as the ShapNets;
@@ -62,12 +66,13 @@ if TYPE_CHECKING:
 __all__ = ["CELL_COLUMNS", "MODELS", "cell_file", "main", "pivot", "run_accuracy", "run_cell"]
 
 DEFAULT_DATASETS = ("yeast", "breast_cancer", "wine", "adult", "digits", "diabetes")
-MODELS = ("gam", "pairs", "deep", "vision", "mlp", "logreg", "hgb")
+MODELS = ("gam", "pairs", "deep", "vision", "harsanyi", "mlp", "logreg", "hgb")
 LABELS = {
     "gam": "ShallowShapNet gam",
     "pairs": "ShallowShapNet pairs",
     "deep": "DeepShapNet",
     "vision": "VisionShapNet",
+    "harsanyi": "HarsanyiNet",
     "mlp": "MLP",
     "logreg": "LogisticRegression",
     "hgb": "HistGradientBoosting",
@@ -87,6 +92,11 @@ def skip_reason(dataset: str, model: str, n_features: int, image: bool) -> str |
     """Why a cell is not run, or None."""
     if model == "vision" and not image:
         return "VisionShapNet is for images"
+    if model == "harsanyi" and dataset == "mnist":
+        return (
+            "not run for time (a VisionHarsanyiNet took 16 min for 2 epochs on 2,000 MNIST images here; the "
+            "rivals benchmark trains that one)"
+        )
     if model == "pairs" and n_features * (n_features - 1) // 2 > 20_000:
         return f"{n_features * (n_features - 1) // 2:,} pair modules (more than 20,000)"
     if model == "deep" and n_features > 256:
@@ -129,10 +139,11 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
     """Train and score one model on one dataset; returns the result row."""
     classification = ds.task == "classification"
     image = ds.image_shape is not None
+    vision = image and model in ("vision", "harsanyi")  # the models that see images as images
     X_train, X_test = ds.X_train, ds.X_test
-    if image and model != "vision":
+    if image and not vision:
         X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
-    n_features = X_train.shape[1] if not image or model != "vision" else int(np.prod(ds.image_shape[1:]))
+    n_features = X_train.shape[1] if not vision else int(np.prod(ds.image_shape[1:]))
     n_outputs = ds.n_classes if classification else 1
     max_epochs, batch_size = RECIPES.get(ds.name, DEFAULT_RECIPE)
     row: dict[str, Any] = {
@@ -143,14 +154,17 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
     }
     start = time.perf_counter()
     epochs, seconds = None, None
-    if model in ("gam", "pairs", "deep"):
+    if model in ("gam", "pairs", "deep") or (model == "harsanyi" and not image):
         from shapnet_adapters.sklearn import ShapNetClassifier, ShapNetRegressor
 
         estimator_class = ShapNetClassifier if classification else ShapNetRegressor
         hidden = (64,) if model == "gam" else (16,)
-        kwargs = dict(DEEP_KWARGS) if model == "deep" else {"groups": model, "hidden": hidden}
+        kwargs = {
+            "deep": dict(DEEP_KWARGS),
+            "harsanyi": {},  # the estimator's HarsanyiNet: two layers of 100 units
+        }.get(model, {"groups": model, "hidden": hidden})
         est = estimator_class(
-            model="deep" if model == "deep" else "shallow",
+            model=model if model in ("deep", "harsanyi") else "shallow",
             model_kwargs=kwargs,
             max_epochs=max_epochs,
             batch_size=batch_size,
@@ -193,6 +207,8 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
     elif model == "vision":
         # A loaded checkpoint reports its own training time.
         y_pred, n_params, epochs, seconds = _vision(ds, seed, vision_checkpoint)
+    elif model == "harsanyi":
+        y_pred, n_params, epochs = _vision_harsanyi(ds, seed)
     elif model == "logreg":
         from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -248,6 +264,17 @@ def _vision(ds: Any, seed: int, checkpoint: str | None) -> tuple[np.ndarray, int
     return logits.argmax(1).numpy(), _n_params(model), epochs, seconds
 
 
+def _vision_harsanyi(ds: Any, seed: int) -> tuple[np.ndarray, int, int]:
+    """Predictions of a VisionHarsanyiNet on the test images, built and trained with the ROAR recipe."""
+    from .models import build_model, default_config, predict, reference_row, train_model
+
+    config = default_config("harsanyi", ds.name)
+    reference = reference_row(ds.X_train)
+    model = build_model(config, ds.image_shape, ds.n_classes, seed=seed, reference=reference)
+    train_model(model, ds.X_train, ds.y_train, config, seed=seed)
+    return predict(model, ds.X_test), _n_params(model), config.epochs
+
+
 #: One line per (dataset, model, seed) cell: scored (``score``...) or not run (``skipped``: the reason).
 CELL_COLUMNS = {
     "dataset": str,
@@ -288,6 +315,13 @@ def pivot(rows: list[dict[str, Any]], datasets: list[str], models: list[str]) ->
                 line[LABELS[model]] = format_mean_std(scores, 4)
         deep, mlp = mean_scores(rows, name, "deep"), mean_scores(rows, name, "mlp")
         line["deep - mlp (pts)"] = f"{100 * (np.mean(deep) - np.mean(mlp)):+.2f}" if deep and mlp else ""
+        if "harsanyi" in models:
+            harsanyi = mean_scores(rows, name, "harsanyi")
+            # Against the deep ShapNet of the same input: the tabular one, or the VisionShapNet on images.
+            deep = mean_scores(rows, name, "vision") or deep
+            line["harsanyi - deep (pts)"] = (
+                f"{100 * (np.mean(harsanyi) - np.mean(deep)):+.2f}" if harsanyi and deep else ""
+            )
         table.append(line)
     return table
 
@@ -310,7 +344,7 @@ def plot(rows: list[dict[str, Any]], datasets: list[str], models: list[str], pat
         ax.set_ylabel(better("test accuracy (R² for regression)", "higher"))
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7, ncol=4, loc="lower center")
-        ax.set_title("Test scores: ShapNets against an MLP and scikit-learn baselines")
+        ax.set_title("Test scores: ShapNets and HarsanyiNet against an MLP and scikit-learn baselines")
 
 
 def _checkpoints(text: str | None) -> dict[str, str]:
@@ -351,7 +385,8 @@ def run_accuracy(
     Returns:
         Every cell, one row each (columns :data:`CELL_COLUMNS`: ``score`` is the test accuracy or R²,
         ``skipped`` the reason a cell was not run); ``.attrs["table"]`` holds the printed table (one row per
-        dataset, one column per model: mean over seeds ``± sample std``, and ``deep - mlp (pts)``).
+        dataset, one column per model: mean over seeds ``± sample std``, ``deep - mlp (pts)`` and, with
+        ``harsanyi``, ``harsanyi - deep (pts)``: against the VisionShapNet on image sets where it ran).
 
     Raises:
         ValueError: unknown models, repeated dataset names, or a corrupt ``cells.csv``.

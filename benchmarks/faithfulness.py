@@ -1,20 +1,24 @@
 """Faithfulness without retraining: Captum and Quantus metrics for ShapNet and the ROAR methods.
 
     python -m benchmarks faithfulness --dataset breast_cancer|digits|mnist|PATH [--data-dir DIR] [--out DIR]
-        [--model deep|shallow|mlp|package.module:function] [--methods roar|all|name,name] [--n-samples 50]
+        [--model deep|shallow|harsanyi|mlp|package.module:function] [--methods roar|all|name,name]
+        [--n-samples 50]
         [--n-sensitivity 10] [--max-train N] [--epochs E]
 
 Tiny sample counts: by default 50 test samples (MNIST: 20, and the model is trained on 10000 training
 images) and sensitivity_max on the first 10 of them (MNIST: 4).
 
 One model is trained with the ROAR benchmark's recipe (:mod:`benchmarks.models`; ``--model deep`` is a
-DeepShapNet for tables and a small VisionShapNet for images) with its reference set to the training mean;
-``--model package.module:function`` (or ``model_factory`` in :func:`run_faithfulness`) trains a user's own
-architecture instead. Every method of :mod:`benchmarks.methods` (by default the ROAR set,
-:data:`benchmarks.methods.DEFAULT_METHODS`) explains the predicted class's logit (a regression: the single
-output) of the first ``--n-samples`` test samples against the training mean (one background row). A method
-that cannot explain the model (ShapNet's built-in values of a model that is not a ShapNet) is reported as
-not applicable, with the reason.
+DeepShapNet for tables and a small VisionShapNet for images, ``--model harsanyi`` a HarsanyiNet or a
+VisionHarsanyiNet) with its reference set to the training mean; ``--model package.module:function`` (or
+``model_factory`` in :func:`run_faithfulness`) trains a user's own architecture instead. Every method of
+:mod:`benchmarks.methods` (by default the ROAR set, :data:`benchmarks.methods.DEFAULT_METHODS`) explains the
+predicted class's logit (a regression: the single output) of the first ``--n-samples`` test samples against
+the training mean (one background row). A method that cannot explain the model (ShapNet's built-in values
+of a model that is not self-explaining) is reported as not applicable, with the reason. An amortised
+method (``fastshap``: ``--model mlp --methods fastshap,random``) is first trained for the model by the
+registry's ``prepare_for``; its one-off training time is the column ``training_seconds``, apart from the
+time per explained sample.
 
 Metrics (arrow: which direction is better), all on logits (Quantus ``softmax=False``):
 
@@ -80,7 +84,16 @@ METRICS: dict[str, tuple[str, bool]] = {
     "road_lerf": ("higher", True),
 }
 #: Columns of ``faithfulness.csv`` and of the returned DataFrame.
-COLUMNS: tuple[str, ...] = ("method", "library", "status", *METRICS, "sec_per_sample", "budget", "reason")
+COLUMNS: tuple[str, ...] = (
+    "method",
+    "library",
+    "status",
+    *METRICS,
+    "sec_per_sample",
+    "training_seconds",
+    "budget",
+    "reason",
+)
 
 ROAD_PERCENTAGES = list(range(5, 100, 10))
 
@@ -342,7 +355,7 @@ def run_faithfulness(
     Args:
         dataset: tabular or image data, classification (the predicted class is explained) or regression
             (the single output; the ROAD metrics, which score class predictions, are left out).
-        model: ``"deep"``, ``"shallow"``, ``"mlp"``, ``"package.module:function"`` (see
+        model: ``"deep"``, ``"shallow"``, ``"harsanyi"``, ``"mlp"``, ``"package.module:function"`` (see
             :func:`benchmarks.models.model_factory`) or a :class:`benchmarks.models.ModelConfig`; also the
             training recipe of ``model_factory``'s model.
         model_factory: a zero-argument callable returning an untrained ``nn.Module`` (outputs ``(B, K)``,
@@ -406,6 +419,9 @@ def run_faithfulness(
                 rows.append({**row, "status": "unsupported", "reason": reason})
                 continue
             try:
+                # Amortised methods (FastSHAP) train for this model first; the cost is reported apart.
+                prepared = spec.prepare_for(net, dataset.X_train, background=reference, seed=seed)
+                row["training_seconds"] = prepared.get("training_seconds")
                 spec(net, x[:1], target[:1], background=background, seed=seed)  # warm-up: imports, numba
                 tic = time.perf_counter()
                 attributions = spec(net, x, target, background=background, seed=seed)
@@ -478,7 +494,13 @@ def run_faithfulness(
     log(
         format_table(
             table.rename(columns={m: better(m, directions[m]) for m in shown}),
-            ["method", "status", *(better(m, directions[m]) for m in shown), "sec_per_sample"],
+            [
+                "method",
+                "status",
+                *(better(m, directions[m]) for m in shown),
+                "sec_per_sample",
+                *(["training_seconds"] if any(r.get("training_seconds") for r in rows) else []),
+            ],
         )
     )
     for r in rows:
@@ -528,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         default="deep",
-        help="deep, shallow, mlp (the ROAR benchmark's kinds) or package.module:function, a "
+        help="deep, shallow, harsanyi, mlp (the ROAR benchmark's kinds) or package.module:function, a "
         "function(input_shape, n_outputs) returning an untrained nn.Module",
     )
     parser.add_argument(

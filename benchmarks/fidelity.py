@@ -2,6 +2,7 @@
 
     python -m benchmarks fidelity --dataset yeast|wine|diabetes|PATH [--data-dir DIR] [--out DIR]
         [--consistency L] [--n-samples 100] [--epochs 80] [--budgets 64,256,1024] [--methods NAME,...|all]
+        [--controls shallow,harsanyi]
 
 The game is the same for every method: ``v(S) = f_k(x_S, r)``, the trained model's output ``k`` with the
 features outside ``S`` at the model's reference ``r`` (zeros = the training mean, as the data are
@@ -19,7 +20,16 @@ Per method: relative L2 error ``||A - phi*|| / ||phi*||`` over the whole subset 
 per-sample Spearman rank correlation with ``phi*`` (samples where either vector is constant are left out;
 higher is better), mean top-3 agreement ``|top3(|A|) ∩ top3(|phi*|)| / 3`` (higher is better), seconds
 and model evaluations (forward rows, counted) per sample. A ShallowShapNet on all feature pairs trained
-the same way is the exact control: its built-in error must be ~1e-7 (float32).
+the same way is the exact control: its built-in error must be ~1e-7 (float32). ``--controls
+shallow,harsanyi`` adds a HarsanyiNet (two layers of 100 Harsanyi units; exact by construction, see
+:mod:`shapnet.harsanyi`) trained the same way: its built-in values against its own exact Shapley values,
+with its test score and training time, next to the Deep ShapNet's.
+
+Amortised methods (``--methods ...,fastshap``: FastSHAP, an explainer network trained for the Deep ShapNet)
+are trained first by the registry's ``prepare_for`` on the training rows; the one-off training time is the
+column ``training_seconds``, apart from the time per sample, and the summary gives the number of explained
+samples after which that training is paid back against each sampler at FastSHAP's own error (the sampler's
+time at that error interpolated as for the ratio; ``training / (sampler time - FastSHAP time)`` per sample).
 
 Budgets: the sampling estimators (:data:`SAMPLERS`: shap Kernel and Permutation, Captum KernelShap and
 ShapleyValueSampling) run at each of ``--budgets`` model evaluations per sample, converted to each
@@ -48,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from shapnet import DeepShapNet, ShallowShapNet, ShapNet, exact_shapley
+from shapnet import DeepShapNet, HarsanyiNet, ShallowShapNet, ShapNet, exact_shapley
 from shapnet.groups import padded_size
 
 from ._common import (
@@ -106,6 +116,11 @@ DEFAULT_METHODS: tuple[str, ...] = (
 DEFAULT_BUDGETS: tuple[int, ...] = (64, 256, 1024)
 #: Exact Shapley values enumerate ``2**F`` coalitions per sample: more features take too long.
 MAX_FEATURES = 16
+#: The exact controls ``--controls`` may name: model -> the label of its row.
+CONTROLS = {
+    "shallow": "ShallowShapNet (built-in, exact control)",
+    "harsanyi": "HarsanyiNet (built-in, exact control)",
+}
 #: Columns of ``fidelity.csv`` and of the returned DataFrame.
 COLUMNS: tuple[str, ...] = (
     "method",
@@ -119,6 +134,7 @@ COLUMNS: tuple[str, ...] = (
     "top3",
     "sec_per_sample",
     "evals_per_sample",
+    "training_seconds",
     "note",
 )
 #: Metric -> the better direction (printed in headers, stored in fidelity.json).
@@ -182,7 +198,9 @@ def predicted_targets(model: ShapNet, x: torch.Tensor) -> torch.Tensor:
 def true_values(model: ShapNet, x: torch.Tensor) -> torch.Tensor:
     """Exact Shapley values of every output, ``(B, F, O)`` float64, from a float64 copy of ``model``."""
     exact_model = copy.deepcopy(model).double().eval()
-    return exact_shapley(exact_model, x.double(), exact_model.reference)
+    # A HarsanyiNet's AND gates hold (rows, units, children) tensors: at most ~2048 rows per call.
+    chunk = max(1, 2048 // len(x)) if isinstance(model, HarsanyiNet) else None
+    return exact_shapley(exact_model, x.double(), exact_model.reference, chunk_size=chunk)
 
 
 def time_to_reach(points: Sequence[tuple[float, float]], target_error: float) -> dict[str, Any]:
@@ -230,8 +248,15 @@ def _train(model: ShapNet, data: Dataset, **recipe: Any) -> tuple[float, float]:
 class _Runner:
     """Runs methods on one model and subset against its exact values, and makes the table rows."""
 
-    def __init__(self, model: ShapNet, x: torch.Tensor, target: torch.Tensor, truth: np.ndarray) -> None:
-        self.model, self.x, self.target, self.truth = model, x, target, truth
+    def __init__(
+        self,
+        model: ShapNet,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        truth: np.ndarray,
+        X_train: np.ndarray | None = None,
+    ) -> None:
+        self.model, self.x, self.target, self.truth, self.X_train = model, x, target, truth, X_train
         self.background = model.reference.detach().clone().unsqueeze(0)  # (1, F): the game's r
 
     def row(
@@ -255,6 +280,12 @@ class _Runner:
         reason = spec.supports(self.model, self.x.shape[1])
         if reason is None:
             try:
+                # Amortised methods (FastSHAP) train for this model first: a one-off cost, reported apart.
+                if spec.prepare is not None:
+                    if self.X_train is None:
+                        raise ValueError(f"{spec.name} trains on the training rows, which were not given")
+                    prepared = spec.prepare_for(self.model, self.X_train, background=self.background, seed=0)
+                    row["training_seconds"] = prepared["training_seconds"]
                 with warnings.catch_warnings():
                     # Expected at small budgets: shap's "regression equation is singular", Captum's notices.
                     warnings.simplefilter("ignore")
@@ -273,8 +304,19 @@ class _Runner:
                 reason = f"failed on this model: {type(err).__name__}: {err}"
             else:
                 metrics = attribution_metrics(attributions.double().numpy(), self.truth)
+                if spec.prepare is not None:
+                    # The explainer finds its network by the model's weights, so it runs on the model itself
+                    # (uncounted): one model row per sample plus f(reference) once per call.
+                    evals = 1.0 + 1.0 / len(self.x)
                 return {**row, "status": "ok", **metrics, "sec_per_sample": sec, "evals_per_sample": evals}
         return {**row, "status": "unsupported", "note": reason}
+
+
+def _curve(rows: Sequence[dict], family: str) -> list[dict]:
+    """The measured rows of ``family`` in budget order."""
+    return sorted(
+        (r for r in rows if r["family"] == family and r["status"] == "ok"), key=lambda r: r["budget"]
+    )
 
 
 def _bracket(rows: list[dict], runner: _Runner, n_features: int) -> list[dict]:
@@ -287,9 +329,7 @@ def _bracket(rows: list[dict], runner: _Runner, n_features: int) -> list[dict]:
     goal = rows[0]["rel_l2"]
     extra: dict[str, list[dict]] = {}
     for name in SAMPLERS:
-        points = sorted(
-            (r for r in rows if r["family"] == name and r["status"] == "ok"), key=lambda r: r["budget"]
-        )
+        points = _curve(rows, name)
         if not points or points[0]["rel_l2"] > goal:
             continue
         budget, floor = points[0]["budget"], min_budget(name, n_features)
@@ -321,9 +361,7 @@ def _ratios(rows: list[dict]) -> dict[str, Any]:
     shapnet = rows[0]
     per_family: dict[str, Any] = {}
     for name in SAMPLERS:
-        points = sorted(
-            (r for r in rows if r["family"] == name and r["status"] == "ok"), key=lambda r: r["budget"]
-        )
+        points = _curve(rows, name)
         if not points:
             continue
         hit = time_to_reach([(r["sec_per_sample"], r["rel_l2"]) for r in points], shapnet["rel_l2"])
@@ -343,7 +381,44 @@ def _ratios(rows: list[dict]) -> dict[str, Any]:
         "per_family": per_family,
         "fastest_family": fastest,
         "ratio": None if fastest is None else reached[fastest]["ratio"],
+        "payback": _payback(rows),
     }
+
+
+def _payback(rows: Sequence[dict]) -> dict[str, Any]:
+    """For every amortised method (a row with ``training_seconds``): after how many explained samples its
+    training is paid back against each sampler run at the method's own error.
+
+    Returns:
+        ``{method: {"rel_l2", "sec_per_sample", "training_seconds", "per_family": {sampler: {"status",
+        "sampler_seconds", "samples"}}}}``; ``samples`` is ``training / (sampler time - method time)`` per
+        sample, None when the sampler is not slower (never paid back) or never reaches the error.
+        ``status`` is :func:`time_to_reach`'s: ``"first budget"`` makes the sampler's time an upper bound
+        (so ``samples`` a lower bound).
+    """
+    out: dict[str, Any] = {}
+    for r in rows:
+        if r.get("training_seconds") is None or r["status"] != "ok" or r["family"] == "control":
+            continue
+        per_family: dict[str, Any] = {}
+        for name in SAMPLERS:
+            points = _curve(rows, name)
+            if not points:
+                continue
+            hit = time_to_reach([(p["sec_per_sample"], p["rel_l2"]) for p in points], r["rel_l2"])
+            gain = None if hit["seconds"] is None else hit["seconds"] - r["sec_per_sample"]
+            per_family[name] = {
+                "status": hit["status"],
+                "sampler_seconds": hit["seconds"],
+                "samples": r["training_seconds"] / gain if gain is not None and gain > 0 else None,
+            }
+        out[r["method"]] = {
+            "rel_l2": r["rel_l2"],
+            "sec_per_sample": r["sec_per_sample"],
+            "training_seconds": r["training_seconds"],
+            "per_family": per_family,
+        }
+    return out
 
 
 def _ratio_sentences(ratios: dict[str, Any]) -> list[str]:
@@ -373,6 +448,20 @@ def _ratio_sentences(ratios: dict[str, Any]) -> list[str]:
             f"Fastest sampling method to reach ShapNet's error: {ratios['fastest_family']}, "
             f"{'at most ' if bound else ''}{ratios['ratio']:.3g}x the ShapNet's time per sample."
         )
+    for method, p in ratios.get("payback", {}).items():
+        lines.append(
+            f"{method} (amortised): relative L2 error {p['rel_l2']:.4g} at {p['sec_per_sample'] * 1e6:.3g} µs "
+            f"per sample after {p['training_seconds']:.3g} s of training; paid back against a sampler at its "
+            "error after:"
+        )
+        for family, e in p["per_family"].items():
+            if e["samples"] is not None:
+                bound = "at least " if e["status"] == "first budget" else ""
+                lines.append(f"  {family}: {bound}{e['samples']:,.0f} explained samples.")
+            elif e["sampler_seconds"] is None:
+                lines.append(f"  {family}: never reaches its error at the budgets tried.")
+            else:
+                lines.append(f"  {family}: never (not slower per sample at that error).")
     return lines
 
 
@@ -445,11 +534,12 @@ def run_fidelity(
     rounds: int = 2,
     seed: int = 0,
     bracket: bool = True,
+    controls: Sequence[str] = ("shallow",),
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Train a Deep ShapNet (and the exact ShallowShapNet control) on ``dataset`` and compare every method
-    with the exact Shapley values of its output on the first ``n_samples`` test rows.
+    """Train a Deep ShapNet (and the exact controls) on ``dataset`` and compare every method with the exact
+    Shapley values of its output on the first ``n_samples`` test rows.
 
     Args:
         dataset: a tabular :class:`shapnet.datasets.Dataset` with at most :data:`MAX_FEATURES` features,
@@ -462,6 +552,9 @@ def run_fidelity(
         epochs, batch_size, lr, seed: the training recipe (:func:`shapnet.training.fit`).
         channels, hidden, rounds: the Deep ShapNet (``depth = rounds * log2(padded F)``).
         bracket: add smaller budgets to samplers whose smallest budget already beats the ShapNet.
+        controls: keys of :data:`CONTROLS`: models trained with the same recipe whose built-in values are
+            exact (an all-pairs ShallowShapNet with ``hidden``; a HarsanyiNet with two layers of 100 units),
+            each explained by its own values against its own exact Shapley values.
         progress: progress bars for training and the methods.
         log: where the table and the summary go.
 
@@ -470,9 +563,13 @@ def run_fidelity(
         speed-up summary), ``"models"`` and ``"settings"``.
 
     Raises:
-        ValueError: image data, too many features, bad budgets or method names.
+        ValueError: image data, too many features, bad budgets, method or control names.
     """
     from shapnet.progress import progress as progress_bar
+
+    unknown = sorted(set(controls) - set(CONTROLS))
+    if unknown:
+        raise ValueError(f"unknown controls {unknown}; expected some of {list(CONTROLS)}.")
 
     n_features = dataset.n_features
     if dataset.X_train.ndim != 2 or n_features > MAX_FEATURES:
@@ -498,8 +595,14 @@ def run_fidelity(
         deep = DeepShapNet(
             n_features, n_outputs, depth=rounds * stages, channels=channels, hidden=tuple(hidden)
         )
-        torch.manual_seed(seed)
-        shallow = ShallowShapNet(n_features, n_outputs, groups="pairs", hidden=tuple(hidden))
+        builders = {
+            "shallow": lambda: ShallowShapNet(n_features, n_outputs, groups="pairs", hidden=tuple(hidden)),
+            "harsanyi": lambda: HarsanyiNet(n_features, n_outputs, hidden=(100, 100)),
+        }
+        exact_models: dict[str, ShapNet] = {}
+        for name in dict.fromkeys(controls):
+            torch.manual_seed(seed)
+            exact_models[name] = builders[name]()
         log(
             f"{dataset.name}: F = {n_features}, {len(dataset.X_train)} train / {len(dataset.X_test)} test, "
             f"{dataset.task}; Deep ShapNet depth {len(deep.layers)} (padded to {deep.n_padded}), "
@@ -507,18 +610,23 @@ def run_fidelity(
         )
         recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "progress": progress}
         deep_score, deep_seconds = _train(deep, dataset, consistency=consistency, **recipe)
-        shallow_score, shallow_seconds = _train(shallow, dataset, consistency=0.0, **recipe)
+        trained = {name: _train(m, dataset, consistency=0.0, **recipe) for name, m in exact_models.items()}
         metric = "accuracy" if dataset.task == "classification" else "R2"
         log(
-            f"test {metric}: DeepShapNet {deep_score:.3f} ({deep_seconds:.0f} s), "
-            f"ShallowShapNet {shallow_score:.3f} ({shallow_seconds:.0f} s)"
+            f"test {metric}: DeepShapNet {deep_score:.3f} ({deep_seconds:.0f} s)"
+            + "".join(
+                f", {type(exact_models[k]).__name__} {score:.3f} ({sec:.0f} s)"
+                for k, (score, sec) in trained.items()
+            )
         )
 
         x = torch.as_tensor(dataset.X_test[:n_samples])
         n = len(x)
         tic = time.perf_counter()
         target = predicted_targets(deep, x)
-        runner = _Runner(deep, x, target, true_values(deep, x)[torch.arange(n), :, target].numpy())
+        runner = _Runner(
+            deep, x, target, true_values(deep, x)[torch.arange(n), :, target].numpy(), dataset.X_train
+        )
         truth_seconds = (time.perf_counter() - tic) / n
 
         jobs: list[tuple[MethodSpec, str, dict[str, Any]]] = []
@@ -538,19 +646,21 @@ def run_fidelity(
                 rows.append(runner.row(spec, label, **extra))
             if bracket:
                 rows = _bracket(rows, runner, n_features)
-            # The exact control: a ShallowShapNet's own values against its own exact Shapley values.
-            s_target = predicted_targets(shallow, x)
-            control = _Runner(
-                shallow, x, s_target, true_values(shallow, x)[torch.arange(n), :, s_target].numpy()
-            )
-            rows.append(
-                control.row(
-                    get_method("shapnet"),
-                    "ShallowShapNet (built-in, exact control)",
-                    family="control",
-                    note="a different model (all-pairs ShallowShapNet)",
+            # The exact controls: each model's own values against its own exact Shapley values.
+            for name, model in exact_models.items():
+                c_target = predicted_targets(model, x)
+                control = _Runner(
+                    model, x, c_target, true_values(model, x)[torch.arange(n), :, c_target].numpy()
                 )
-            )
+                kind = "all-pairs ShallowShapNet" if name == "shallow" else "HarsanyiNet, two layers of 100"
+                rows.append(
+                    control.row(
+                        get_method("shapnet"),
+                        CONTROLS[name],
+                        family="control",
+                        note=f"a different model ({kind})",
+                    )
+                )
 
     import pandas as pd
 
@@ -575,6 +685,7 @@ def run_fidelity(
                 *(better(k, d) for k, d in DIRECTIONS.items()),
                 "sec_per_sample",
                 "evals_per_sample",
+                *(["training_seconds"] if ratios["payback"] else []),
             ],
         )
     )
@@ -590,11 +701,14 @@ def run_fidelity(
             "train_seconds": deep_seconds,
             "consistency": consistency,
         },
-        "shallow": {
-            "config": shallow.config,
-            "test_score": shallow_score,
-            "metric": metric,
-            "train_seconds": shallow_seconds,
+        **{
+            name: {
+                "config": exact_models[name].config,
+                "test_score": score,
+                "metric": metric,
+                "train_seconds": seconds,
+            }
+            for name, (score, seconds) in trained.items()
         },
     }
     settings = {
@@ -611,6 +725,7 @@ def run_fidelity(
         "rounds": rounds,
         "seed": seed,
         "bracket": bracket,
+        "controls": list(exact_models),
     }
     table.attrs.update(ratio={**ratios, "summary": sentences}, models=models, settings=settings)
     if out is not None:
@@ -682,8 +797,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="do not add smaller budgets to samplers whose smallest budget already beats ShapNet",
     )
+    parser.add_argument(
+        "--controls",
+        type=comma_separated(str),
+        default=["shallow"],
+        help=f"exact models trained the same way, each checked against its own exact values: some of "
+        f"{','.join(CONTROLS)} (default: shallow)",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.controls) - set(CONTROLS))
+    if unknown:
+        parser.error(f"unknown controls {unknown}; expected some of {list(CONTROLS)}")
     if args.out is None:
         suffix = f"_lambda{args.consistency:g}" if args.consistency else ""
         args.out = os.path.join("results", "fidelity", Path(args.dataset).stem + suffix)  # the dataset's name

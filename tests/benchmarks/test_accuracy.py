@@ -146,3 +146,39 @@ def test_vision_cell_on_digits_trains_a_vision_shapnet(monkeypatch) -> None:
     row = accuracy.run_cell(small, "vision", 0)
     assert row["model"] == "vision" and row["epochs"] == 1 and row["params"] > 0
     assert 0.0 <= row["score"] <= 1.0 and np.isfinite(row["seconds"])
+
+
+def test_harsanyi_cells_on_a_table_and_on_images(monkeypatch) -> None:
+    """``harsanyi``: the estimator's HarsanyiNet on tables; a VisionHarsanyiNet on image sets (ROAR recipe)."""
+    from shapnet import HarsanyiNet, VisionHarsanyiNet
+    from shapnet.datasets import load_dataset
+
+    monkeypatch.setattr(accuracy, "DEFAULT_RECIPE", (20, 64))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    updown = from_arrays(X, np.where(X[:, 0] + X[:, 1] > 0, "up", "down"), name="updown")
+    frame = accuracy.run_accuracy(updown, models=["deep", "harsanyi"], progress=False, log=lambda _: None)
+    cell = frame.set_index("model").loc["harsanyi"]
+    assert cell["params"] == sum(p.numel() for p in HarsanyiNet(4, 2).parameters())  # two layers of 100
+    assert cell["score"] > 0.8
+    line = frame.attrs["table"][0]
+    assert line["HarsanyiNet"] == f"{cell['score']:.4f}"
+    deep = frame.set_index("model").loc["deep", "score"]
+    assert line["harsanyi - deep (pts)"] == f"{100 * (cell['score'] - deep):+.2f}"
+
+    ds = load_dataset("digits", random_state=0)
+    small = type(ds)(
+        **{
+            **ds.__dict__,
+            "X_train": ds.X_train[:300],
+            "y_train": ds.y_train[:300],
+            "X_test": ds.X_test[:100],
+            "y_test": ds.y_test[:100],
+        }
+    )
+    row = accuracy.run_cell(small, "harsanyi", 0)
+    model = VisionHarsanyiNet(1, 10, image_size=(8, 8), channels=16, n_layers=2)
+    assert row["params"] == sum(p.numel() for p in model.parameters()) and row["epochs"] == 6
+    assert row["score"] > 0.5  # 10 classes: chance is 0.1
+    assert "not run for time" in accuracy.skip_reason("mnist", "harsanyi", 784, image=True)
+    assert accuracy.skip_reason("digits", "harsanyi", 64, image=True) is None

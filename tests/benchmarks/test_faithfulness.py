@@ -112,3 +112,25 @@ def test_reference_replacement_and_subset_removal() -> None:
     # Channels of a pixel are removed together.
     mask3, _ = faithfulness.subset_removal(torch.zeros(3, 4, 4), seed=1)(torch.randn(8, 3, 4, 4))
     assert torch.equal(mask3, mask3[:, :1].expand_as(mask3))
+
+
+def test_rivals_harsanyi_built_in_values_and_fastshap_with_its_training_time() -> None:
+    """``model="harsanyi"``: its built-in values go through the same metrics (and the Quantus adapter agrees);
+    ``fastshap`` is trained for the explained MLP first, and its training time has its own column."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    data = from_arrays(X, np.where(X[:, 0] + X[:, 1] > 0, "up", "down"), name="updown")
+    common = {"n_samples": 8, "n_sensitivity": 2, "epochs": 10, "progress": False, "log": lambda _: None}
+    table = faithfulness.run_faithfulness(data, model="harsanyi", methods=["shapnet", "random"], **common)
+    assert table.attrs["model"]["class"] == "HarsanyiNet"
+    by = table.set_index("method")
+    assert (by["status"] == "ok").all() and by["training_seconds"].isna().all()
+    # Exact Shapley values of the explained logit: removing a random half is predicted by their sum.
+    assert by.loc["shapnet", "infidelity"] < 1e-6 < by.loc["random", "infidelity"]
+    assert by.loc["shapnet", "faithfulness_corr"] > by.loc["random", "faithfulness_corr"] + 0.5
+    assert table.attrs["checks"]["shapnet_quantus_vs_captum_max_abs_diff"] < 1e-6
+    table = faithfulness.run_faithfulness(data, model="mlp", methods=["fastshap", "random"], **common)
+    by = table.set_index("method")
+    assert (by["status"] == "ok").all()
+    assert by.loc["fastshap", "training_seconds"] > 0 and math.isnan(by.loc["random", "training_seconds"])
+    assert by.loc["fastshap", "faithfulness_corr"] > by.loc["random", "faithfulness_corr"] + 0.5

@@ -143,3 +143,68 @@ def test_time_to_reach_interpolates_in_log_log() -> None:
         "seconds": None,
         "budget_index": None,
     }
+
+
+def test_rivals_harsanyi_control_and_fastshap_with_its_training_and_payback() -> None:
+    """``controls=("shallow", "harsanyi")``: both exact by construction; ``fastshap`` is trained for the Deep
+    ShapNet first (its training time in its own column) and the summary says when that is paid back."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6)).astype(np.float32)
+    data = from_arrays(X, np.where(X[:, 0] * X[:, 1] + X[:, 2] > 0, "a", "b"), name="toy6")
+    table = fidelity.run_fidelity(
+        data,
+        methods=["fastshap", "shapley_value_sampling"],
+        budgets=[6, 24, 96],
+        n_samples=6,
+        epochs=3,
+        channels=4,
+        hidden=(8,),
+        controls=("shallow", "harsanyi"),
+        bracket=False,
+        progress=False,
+        log=lambda _: None,
+    )
+    by = table.set_index("method")
+    assert by.loc["HarsanyiNet (built-in, exact control)", "rel_l2"] < 1e-5
+    assert by.loc["ShallowShapNet (built-in, exact control)", "rel_l2"] < 1e-5
+    assert table.attrs["models"]["harsanyi"]["config"]["hidden"] == [100, 100]
+    fast = by.loc["fastshap"]
+    assert fast["status"] == "ok" and fast["training_seconds"] > 0 and fast["evals_per_sample"] == 1 + 1 / 6
+    assert by["training_seconds"].notna().sum() == 1  # only the amortised method has a training cost
+    payback = table.attrs["ratio"]["payback"]["fastshap"]
+    assert payback["training_seconds"] == fast["training_seconds"]
+    assert set(payback["per_family"]) == {"shapley_value_sampling"}
+    assert any("fastshap (amortised)" in line for line in table.attrs["ratio"]["summary"])
+    with pytest.raises(ValueError, match="unknown controls"):
+        fidelity.run_fidelity(data, controls=("gam",), log=lambda _: None)
+
+
+def test_payback_is_training_time_over_the_time_saved_per_sample() -> None:
+    rows = [
+        {"method": "shapnet", "family": "shapnet", "status": "ok", "rel_l2": 0.05, "sec_per_sample": 1e-5},
+        *(
+            {
+                "method": f"svs ({b})",
+                "family": "shapley_value_sampling",
+                "status": "ok",
+                "budget": b,
+                "rel_l2": err,
+                "sec_per_sample": sec,
+            }
+            for b, sec, err in ((10, 1e-3, 0.1), (1000, 1e-1, 0.01))
+        ),
+        {
+            "method": "fastshap",
+            "family": "fastshap",
+            "status": "ok",
+            "rel_l2": 10**-1.5,
+            "sec_per_sample": 1e-4,
+            "training_seconds": 10.0,
+        },
+    ]
+    entry = fidelity._payback(rows)["fastshap"]["per_family"]["shapley_value_sampling"]
+    # The sampler reaches 10**-1.5 half-way in log-log: 1e-2 s per sample, 1e-2 - 1e-4 saved per sample.
+    assert entry["status"] == "interpolated" and entry["sampler_seconds"] == pytest.approx(1e-2)
+    assert entry["samples"] == pytest.approx(10.0 / (1e-2 - 1e-4))
+    rows[-1]["rel_l2"] = 0.001  # never reached by the sampler: never paid back
+    assert fidelity._payback(rows)["fastshap"]["per_family"]["shapley_value_sampling"]["samples"] is None
