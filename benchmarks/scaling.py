@@ -1,6 +1,7 @@
 """Scaling: time to explain one batch as the number of features grows, ShapNet against post-hoc estimators.
 
     python -m benchmarks scaling [--dims 16,64,256,1024] [--batch 64] [--out results/scaling]
+        [--rivals harsanyi,fastshap] [--fastshap-epochs N]
 
 Models: at each ``d`` a ``DeepShapNet(d, 1, channels=16, hidden=(64,))`` with one butterfly
 (``log2 d`` layers), briefly trained (``--train-steps`` Adam steps of 64, default 100; 0 = untrained)
@@ -24,6 +25,17 @@ one sample, then on as many samples of the batch as fit in ``--max-seconds`` (de
 scaled to the batch (column ``measured``: how many samples were timed). One-time costs (imports, shap's
 numba compilation) are paid before any timing. The ShapNet is timed on the whole batch (median of
 ``--repeats``). One torch thread and one BLAS thread throughout. Times: lower is better.
+
+Rivals (``--rivals``, none by default), timed on the same batch the same way as the ShapNet:
+
+* ``harsanyi``: a ``HarsanyiNet(d, 1)`` (two layers of 100 Harsanyi units) trained on the same task and
+  steps, explained by its built-in values (exact by construction; at ``d <= 16`` its error against its own
+  exact values is measured on the calibration samples). A different model: ``x_shapnet`` compares times.
+* ``fastshap``: the registry's FastSHAP explainer, trained for the Deep ShapNet by the registry's
+  ``prepare_for`` on the model's training inputs (its budget, with ``--fastshap-epochs`` if given). Its
+  one-off ``training_seconds`` is reported apart, and ``seconds_with_training`` is the total time to
+  explain the batch from scratch (training plus explanation); at ``d <= 16`` its error against the exact
+  values is measured on the calibration samples.
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from shapnet import DeepShapNet, exact_shapley
+from shapnet import DeepShapNet, HarsanyiNet, ShapNet, exact_shapley
 
 from ._common import (
     attribution_metrics,
@@ -55,7 +67,7 @@ from ._common import (
 from .methods import MethodSpec, get_method
 from .models import single_thread
 
-__all__ = ["build_model", "calibrate", "main", "posthoc", "synthetic_task"]
+__all__ = ["RIVALS", "build_model", "calibrate", "main", "posthoc", "synthetic_task"]
 
 DEFAULT_DIMS = (16, 64, 256, 1024)
 KERNEL_LADDER = tuple(2**p for p in range(2, 17))  # 4 ... 65536; cut to (d + 1, 2**d]
@@ -63,6 +75,8 @@ SAMPLING_LADDER = tuple(2**p for p in range(9))  # 1 ... 256 permutations
 MAX_EXACT = 16
 #: The post-hoc estimators: registry name -> (budget parameter, unit shown in the table).
 POSTHOC = {"shap_kernel": ("nsamples", "nsamples"), "shapley_value_sampling": ("n_samples", "permutations")}
+#: The one-pass rivals ``--rivals`` may name: a HarsanyiNet's built-in values, and FastSHAP (the registry's).
+RIVALS = ("harsanyi", "fastshap")
 COLUMNS = (
     "d",
     "method",
@@ -73,6 +87,8 @@ COLUMNS = (
     "seconds_per_batch",
     "rel_l2",
     "x_shapnet",
+    "training_seconds",
+    "seconds_with_training",
 )
 
 
@@ -86,10 +102,15 @@ def synthetic_task(d: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return x, y
 
 
-def build_model(d: int, args: argparse.Namespace) -> DeepShapNet:
-    """A seeded single-output Deep ShapNet, trained ``args.train_steps`` steps on :func:`synthetic_task`."""
+def build_model(d: int, args: argparse.Namespace, kind: str = "deep") -> ShapNet:
+    """A seeded single-output Deep ShapNet (``kind="harsanyi"``: a HarsanyiNet with two layers of 100
+    units), trained ``args.train_steps`` steps on :func:`synthetic_task`."""
     torch.manual_seed(args.seed)
-    model = DeepShapNet(d, 1, channels=args.channels, hidden=tuple(args.hidden))
+    model: ShapNet = (
+        HarsanyiNet(d, 1, hidden=(100, 100))
+        if kind == "harsanyi"
+        else DeepShapNet(d, 1, channels=args.channels, hidden=tuple(args.hidden))
+    )
     if args.train_steps > 0:
         from shapnet.training import fit
 
@@ -103,14 +124,14 @@ def posthoc(name: str, budget: int) -> MethodSpec:
     return dataclasses.replace(get_method(name), budget={POSTHOC[name][0]: int(budget)})
 
 
-def _explain(spec: MethodSpec, model: DeepShapNet, x: torch.Tensor) -> np.ndarray:
+def _explain(spec: MethodSpec, model: ShapNet, x: torch.Tensor) -> np.ndarray:
     """``(B, d)`` attributions of the single output against the model's reference."""
     target = torch.zeros(len(x), dtype=torch.long)
     return spec(model, x, target, background=model.reference.detach().unsqueeze(0), seed=0).double().numpy()
 
 
 def calibrate(
-    model: DeepShapNet,
+    model: ShapNet,
     x: torch.Tensor,
     truth: np.ndarray,
     target_error: float,
@@ -133,7 +154,7 @@ def calibrate(
     return {"budget": ladder[-1], "rel_l2": tried[-1][1], "reached": False, "tried": tried}
 
 
-def _time(spec: MethodSpec, model: DeepShapNet, x: torch.Tensor, **kwargs: Any) -> tuple[float, float]:
+def _time(spec: MethodSpec, model: ShapNet, x: torch.Tensor, **kwargs: Any) -> tuple[float, float]:
     """``(seconds per sample, model evaluations per sample)`` of explaining ``x``'s single output."""
     _, seconds, evals = timed_attributions(
         spec,
@@ -147,7 +168,7 @@ def _time(spec: MethodSpec, model: DeepShapNet, x: torch.Tensor, **kwargs: Any) 
 
 
 def _time_posthoc(
-    spec: MethodSpec, model: DeepShapNet, x: torch.Tensor, max_seconds: float
+    spec: MethodSpec, model: ShapNet, x: torch.Tensor, max_seconds: float
 ) -> tuple[float, int, float]:
     """``(seconds per sample, samples timed, model evaluations per sample)``.
 
@@ -170,6 +191,59 @@ def _warm_up() -> None:
         _explain(spec, tiny, torch.randn(2, 4))
 
 
+def _rival_rows(
+    d: int,
+    model: ShapNet,
+    x: torch.Tensor,
+    xc: torch.Tensor | None,
+    truth: np.ndarray | None,
+    shapnet_seconds: float,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """The rows of ``args.rivals`` at ``d``: the batch ``x`` timed as the ShapNet's is; the error on ``xc``
+    against ``truth`` (the Deep ShapNet's exact values) where ``d <= MAX_EXACT``."""
+    rows: list[dict[str, Any]] = []
+    for rival in args.rivals:
+        row: dict[str, Any] = {"d": d, "measured": len(x)}
+        if rival == "harsanyi":
+            rival_model = build_model(d, args, "harsanyi")
+            spec = get_method("shapnet")
+            seconds, _ = _time(spec, rival_model, x, warmup=1, repeats=args.repeats)
+            row.update(
+                method="harsanyi (built-in)",
+                budget="",
+                budget_rule="one explained forward of its own model (HarsanyiNet, 2 x 100 units)",
+                evals_per_sample=1.0,
+            )
+            if xc is not None:  # its own exact values: it is another model
+                # At most ~2048 rows per call: a HarsanyiNet's AND gates hold (rows, units, children) tensors.
+                chunk = max(1, 2048 // len(xc))
+                own = exact_shapley(rival_model, xc, rival_model.reference, chunk_size=chunk)[..., 0].numpy()
+                row["rel_l2"] = attribution_metrics(_explain(spec, rival_model, xc), own)["rel_l2"]
+        else:
+            spec = get_method("fastshap")
+            if args.fastshap_epochs is not None:
+                spec = dataclasses.replace(spec, budget={**spec.budget, "epochs": args.fastshap_epochs})
+            # Trained on the model's own training inputs (fresh ones when the model is untrained).
+            train = synthetic_task(d, 64 * max(args.train_steps, 1), args.seed)[0]
+            info = spec.prepare_for(model, train, background=model.reference.detach(), seed=args.seed)
+            seconds, _ = _time(spec, model, x, warmup=1, repeats=args.repeats)
+            row.update(
+                method="fastshap",
+                budget=f"{info['epochs_run']} epochs",
+                budget_rule="amortised: an explainer trained once for this model",
+                # One explainer and one model pass per sample, plus f(reference) once per call.
+                evals_per_sample=1.0 + 1.0 / len(x),
+                training_seconds=info["training_seconds"],
+                seconds_with_training=info["training_seconds"] + seconds * len(x),
+            )
+            if xc is not None and truth is not None:
+                row["rel_l2"] = attribution_metrics(_explain(spec, model, xc), truth)["rel_l2"]
+        row.update(seconds_per_batch=seconds * len(x), x_shapnet=seconds * len(x) / shapnet_seconds)
+        rows.append(row)
+    return rows
+
+
 def plot(rows: list[dict], path: str | Path, batch: int) -> None:
     """Seconds per batch against ``d`` (log-log), one line per method."""
     methods: dict[str, list[dict]] = {}
@@ -183,6 +257,9 @@ def plot(rows: list[dict], path: str | Path, batch: int) -> None:
                 else {"marker": "o"}
             )
             ax.plot([p["d"] for p in pts], [p["seconds_per_batch"] for p in pts], label=method, **style)
+            if method == "fastshap":  # the amortised cost: total time to explain the batch from scratch
+                totals = [p["seconds_with_training"] for p in pts]
+                ax.plot([p["d"] for p in pts], totals, ls="--", marker="o", label="fastshap incl. training")
             for p in pts:
                 if p["measured"] < batch:
                     ax.annotate(
@@ -235,9 +312,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the ShapNet's explain")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rivals",
+        type=comma_separated(str),
+        default=[],
+        help=f"one-pass rivals timed next to the ShapNet: some of {','.join(RIVALS)} (default: none)",
+    )
+    parser.add_argument(
+        "--fastshap-epochs",
+        type=int,
+        default=None,
+        help="at most this many FastSHAP training epochs (default: the registry's budget, early stopped)",
+    )
     args = parser.parse_args(argv)
     if args.batch < 1 or args.calib_samples < 1 or args.train_steps < 0 or args.repeats < 1:
         parser.error("--batch, --calib-samples and --repeats must be >= 1, --train-steps >= 0")
+    unknown = sorted(set(args.rivals) - set(RIVALS))
+    if unknown:
+        parser.error(f"unknown rivals {unknown}; expected some of {list(RIVALS)}")
+    if args.fastshap_epochs is not None and args.fastshap_epochs < 1:
+        parser.error("--fastshap-epochs must be >= 1")
 
     wall = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -262,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 "x_shapnet": 1.0,
             }
             cells: list[tuple[str, int, str]] = []  # (estimator, budget, rule)
+            xc, truth = None, None
             if d <= MAX_EXACT:
                 xc = x[: args.calib_samples]
                 tic = time.perf_counter()
@@ -321,10 +416,12 @@ def main(argv: list[str] | None = None) -> int:
                         "x_shapnet": per_sample * len(x) / shapnet_seconds,
                     }
                 )
+            rows.extend(_rival_rows(d, model, x, xc, truth, shapnet_seconds, args))
+            amortised = ["training_seconds", "seconds_with_training"] if "fastshap" in args.rivals else []
             print(
                 format_table(
                     [r for r in rows if r["d"] == d],
-                    ["d", "method", "budget", "measured", "seconds_per_batch", "x_shapnet"],
+                    ["d", "method", "budget", "measured", "seconds_per_batch", "x_shapnet", *amortised],
                 )
             )
 

@@ -74,3 +74,26 @@ def test_bad_dims_are_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         scaling.main(["--dims", "4,x", "--out", str(tmp_path / "s")])
     assert exit_info.value.code == 2 and not (tmp_path / "s").exists()
+
+
+def test_rivals_are_timed_with_fastshaps_training_apart(tmp_path: Path) -> None:
+    out = tmp_path / "scaling"
+    argv = ["--dims", "4,32", "--batch", "4", "--train-steps", "2", "--channels", "4", "--hidden", "8"]
+    argv += ["--calib-samples", "2", "--max-seconds", "0.2", "--repeats", "1", "--out", str(out)]
+    assert scaling.main([*argv, "--rivals", "harsanyi,fastshap", "--fastshap-epochs", "2"]) == 0
+    with open(out / "scaling.csv") as fh:
+        rows = {(int(r["d"]), r["method"]): r for r in csv.DictReader(fh)}
+    for d in (4, 32):
+        harsanyi, fast = rows[(d, "harsanyi (built-in)")], rows[(d, "fastshap")]
+        assert float(harsanyi["seconds_per_batch"]) > 0 and harsanyi["training_seconds"] == ""
+        # The amortised cost: training apart, and the total time to explain the batch from scratch.
+        training, batch = float(fast["training_seconds"]), float(fast["seconds_per_batch"])
+        assert training > 0 and float(fast["seconds_with_training"]) == pytest.approx(training + batch)
+        assert fast["budget"] == "2 epochs" and float(fast["evals_per_sample"]) == 1 + 1 / 4
+    # d = 4: errors against exact values; the HarsanyiNet's against its own, exact by construction.
+    assert float(rows[(4, "harsanyi (built-in)")]["rel_l2"]) < 1e-5
+    assert 0 < float(rows[(4, "fastshap")]["rel_l2"]) < float("inf")
+    assert rows[(32, "fastshap")]["rel_l2"] == ""  # no truth beyond MAX_EXACT features
+    with pytest.raises(SystemExit) as exit_info:
+        scaling.main([*argv, "--rivals", "lime"])
+    assert exit_info.value.code == 2
