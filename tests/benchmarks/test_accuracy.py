@@ -182,3 +182,17 @@ def test_harsanyi_cells_on_a_table_and_on_images(monkeypatch) -> None:
     assert row["score"] > 0.5  # 10 classes: chance is 0.1
     assert "not run for time" in accuracy.skip_reason("mnist", "harsanyi", 784, image=True)
     assert accuracy.skip_reason("digits", "harsanyi", 64, image=True) is None
+
+
+def test_scale_target_standardises_a_regression_and_keeps_r2() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    line = from_arrays(X, 150 + 80 * (X[:, 1] + 0.3 * rng.normal(size=150)), task="regression", name="line")
+    updown = from_arrays(X, np.where(X[:, 0] > 0, "up", "down"), name="updown")
+    quiet = {"models": ["logreg"], "progress": False, "log": lambda _: None}
+    raw = accuracy.run_accuracy([line, updown], **quiet)
+    scaled = accuracy.run_accuracy([line, updown], scale_target=True, **quiet)
+    assert list(scaled["dataset"]) == ["line_scaled_y", "updown"]  # classification targets are left alone
+    np.testing.assert_allclose(scaled["score"], raw["score"], rtol=1e-6)  # R² does not see the scaling
+    data = accuracy._scaled_target(line)
+    assert abs(data.y_train.mean()) < 1e-5 and abs(data.y_train.std() - 1) < 1e-5
