@@ -155,3 +155,22 @@ def test_figure_saves_and_closes(tmp_path: Path) -> None:
         axes[0].plot([0, 1], [1, 0])
     assert (tmp_path / "p.png").stat().st_size > 0
     assert not plt.fignum_exists(fig.number)
+
+
+def test_exit_status_reports_what_was_written_or_one_error_line(capsys) -> None:
+    assert common.exit_status(lambda: "out/a.csv, b.png") == 0
+    assert capsys.readouterr().out == "\nwrote out/a.csv, b.png\n"
+
+    def fails() -> str:
+        raise ValueError("no such dataset 'x'")
+
+    assert common.exit_status(fails) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "error: no such dataset 'x'\n" and "wrote" not in captured.out
+
+    def breaks() -> str:
+        raise KeyError("a bug, not a user error")
+
+    with pytest.raises(KeyError):  # only the errors named are reported as one line; bugs keep their traceback
+        common.exit_status(breaks)
+    assert common.exit_status(breaks, errors=(KeyError,)) == 2

@@ -448,6 +448,16 @@ def test_static_support_on_deep_shapnet_and_mlp() -> None:
         get_method("nope")
 
 
+def test_every_registered_method_is_described_and_callable_by_the_registry_signature() -> None:
+    import inspect
+
+    for name, spec in METHODS.items():
+        assert spec.description and "\n" not in spec.description, name  # a built-in's comes from its docstring
+        parameters = inspect.signature(spec.fn).parameters
+        assert list(parameters)[:3] == ["model", "x", "target"], name
+        assert {"background", "seed"} <= set(parameters), name
+
+
 def test_removal_masks_and_auc() -> None:
     scores = np.array([[0.1, 5.0, -3.0, 0.0], [2.0, 1.0, 0.5, -9.0]])
     order = roar.importance_order(roar.feature_scores(scores, "abs"), seed=0)
