@@ -51,7 +51,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -357,14 +357,18 @@ def _bracket(rows: list[dict], runner: _Runner, n_features: int) -> list[dict]:
     return out
 
 
+def _sampler_hits(rows: Sequence[dict], error: float) -> Iterator[tuple[str, list[dict], dict[str, Any]]]:
+    """``(sampler, its budget curve, when it reaches `error` (time_to_reach))`` for every sampler measured."""
+    for name in SAMPLERS:
+        points = _curve(rows, name)
+        if points:
+            yield name, points, time_to_reach([(p["sec_per_sample"], p["rel_l2"]) for p in points], error)
+
+
 def _ratios(rows: list[dict]) -> dict[str, Any]:
     shapnet = rows[0]
     per_family: dict[str, Any] = {}
-    for name in SAMPLERS:
-        points = _curve(rows, name)
-        if not points:
-            continue
-        hit = time_to_reach([(r["sec_per_sample"], r["rel_l2"]) for r in points], shapnet["rel_l2"])
+    for name, points, hit in _sampler_hits(rows, shapnet["rel_l2"]):
         entry: dict[str, Any] = {**hit, "budgets": [r["budget"] for r in points]}
         if hit["budget_index"] is not None:
             entry["first_budget_reaching"] = points[hit["budget_index"]]["budget"]
@@ -401,11 +405,7 @@ def _payback(rows: Sequence[dict]) -> dict[str, Any]:
         if r.get("training_seconds") is None or r["status"] != "ok" or r["family"] == "control":
             continue
         per_family: dict[str, Any] = {}
-        for name in SAMPLERS:
-            points = _curve(rows, name)
-            if not points:
-                continue
-            hit = time_to_reach([(p["sec_per_sample"], p["rel_l2"]) for p in points], r["rel_l2"])
+        for name, _, hit in _sampler_hits(rows, r["rel_l2"]):
             gain = None if hit["seconds"] is None else hit["seconds"] - r["sec_per_sample"]
             per_family[name] = {
                 "status": hit["status"],
