@@ -35,6 +35,7 @@ Register a new method with :func:`register_method` (duplicate names are rejected
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -279,23 +280,24 @@ _DEEPLIFT_ON_A_SHAPNET = {
 }
 
 
+def _deeplift_requirement(library: str, model: nn.Module, n_features: int) -> str | None:
+    if is_shapnet(model):
+        return (
+            "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
+            + _DEEPLIFT_ON_A_SHAPNET[library]
+        )
+    if not any(isinstance(m, _NONLINEAR_MODULES) for m in model.modules()):
+        return (
+            f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules "
+            "to act on"
+        )
+    return None
+
+
 def _needs_relu_modules(library: str) -> SupportsFn:
-    """The requirement of ``library``'s DeepLift: nonlinearity modules for its rules to act on."""
-
-    def requirement(model: nn.Module, n_features: int) -> str | None:
-        if is_shapnet(model):
-            return (
-                "a ShapNet applies its ReLUs inside a custom autograd function, not as nn.ReLU modules, so "
-                + _DEEPLIFT_ON_A_SHAPNET[library]
-            )
-        if not any(isinstance(m, _NONLINEAR_MODULES) for m in model.modules()):
-            return (
-                f"no nonlinearity modules (nn.ReLU, ...) in {type(model).__name__} for the DeepLift rules "
-                "to act on"
-            )
-        return None
-
-    return requirement
+    """The requirement of ``library``'s DeepLift: nonlinearity modules for its rules to act on (a partial of
+    a module-level function, so that the method's spec pickles)."""
+    return functools.partial(_deeplift_requirement, library)
 
 
 # --------------------------------------------------------------------------- #
@@ -593,6 +595,7 @@ def _noise_tunnel(nt_type: str, description: str) -> AttributionFn:
             abs=False,
         )
 
+    noise_tunnel.__name__ = noise_tunnel.__qualname__ = nt_type  # the module-level name: it pickles
     return noise_tunnel
 
 
@@ -656,6 +659,7 @@ def _perturbation(captum_class: str, name: str, description: str, **budget: int)
                 **c.budget,
             )
 
+    perturbation.__name__ = perturbation.__qualname__ = name  # the module-level name: it pickles
     return perturbation
 
 

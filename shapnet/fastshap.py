@@ -259,7 +259,7 @@ class FastSHAP(nn.Module):
         return self
 
     def explain(
-        self, x: torch.Tensor, *, baseline: torch.Tensor | None = None, layers: bool = False
+        self, x: torch.Tensor, *, baseline: object = None, layers: bool = False
     ) -> ShapleyExplanation:
         """Amortised Shapley values of the model's prediction at ``x`` against the reference.
 

@@ -44,11 +44,13 @@ class SelfExplaining(Protocol):
         """Logits ``(B, K)`` for ``x`` of shape ``(B, *input_shape)``."""
 
     def explain(
-        self, x: torch.Tensor, *, baseline: torch.Tensor | None = None, layers: bool = False
+        self, x: torch.Tensor, *, baseline: object = None, layers: bool = False
     ) -> ShapleyExplanation:
         """Shapley values ``(B, F, K)`` (tables) or ``(B, H, W, K)`` (per pixel) of ``self(x)``."""
 
-    # What every nn.Module has, and the adapters use: evaluation mode, the weights and their dtype.
+    # What every nn.Module has, and the adapters use: the mode, the weights and their dtype.
+    training: bool
+
     def eval(self) -> Any: ...
 
     def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from shapnet import ShapNet, is_self_explaining
+from shapnet import SelfExplaining, is_self_explaining
 
 __all__ = ["as_shapnet"]
 
 
-def as_shapnet(model: object, who: str) -> ShapNet:
+def as_shapnet(model: object, who: str) -> SelfExplaining:
     """``model`` itself if it explains itself (:class:`shapnet.SelfExplaining`: a ShapNet, a HarsanyiNet, a
     trained :class:`shapnet.FastSHAP`, or a model of your own), or the one that ``nn.DataParallel`` or
     ``DistributedDataParallel`` wraps (their ``module``); else TypeError naming ``who`` needs it."""
@@ -17,7 +17,7 @@ def as_shapnet(model: object, who: str) -> ShapNet:
     while isinstance(inner, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         inner = inner.module
     if is_self_explaining(inner):
-        return inner  # type: ignore[return-value]  # the adapters use only the protocol's members
+        return inner
     raise TypeError(
         f"{who} needs a ShapNet (ShallowShapNet, DeepShapNet or VisionShapNet) or another self-explaining "
         "model (shapnet.SelfExplaining: HarsanyiNet, FastSHAP), or one wrapped in nn.DataParallel / "

@@ -6,14 +6,12 @@ per call, no sampling, no gradients), laid out as Captum expects: per target, th
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 from captum.attr import Attribution, LayerAttribution
 from captum.log import log_usage
 from torch import nn
 
-from shapnet import ShapleyExplanation, ShapNet, output_indices
+from shapnet import SelfExplaining, ShapleyExplanation, ShapNet, output_indices
 
 from ._unwrap import as_shapnet
 
@@ -50,7 +48,7 @@ class ShapNetAttribution(Attribution):
         super().__init__(model)
 
     @property
-    def model(self) -> ShapNet:
+    def model(self) -> SelfExplaining:
         """The explained ShapNet (``forward_func`` itself, or the module a parallel wrapper holds)."""
         return self._shapnet
 
@@ -212,7 +210,7 @@ def _rows(baseline: object, chunk: slice, batch: int) -> object:
     return baseline
 
 
-def _check_feature_mask(feature_mask: TensorOrTuple, x: torch.Tensor, model: ShapNet) -> bool:
+def _check_feature_mask(feature_mask: TensorOrTuple, x: torch.Tensor, model: SelfExplaining) -> bool:
     """Validate that ``feature_mask`` names the model's own players; True when it groups image channels by
     pixel (each channel then takes the pixel's whole value), False when every element is its own group."""
     mask = _single_tensor(feature_mask, "feature_mask")
@@ -348,7 +346,7 @@ class LayerShapNetAttribution(LayerAttribution):
         super().__init__(model, layers[index], device_ids)
 
     @property
-    def model(self) -> ShapNet:
+    def model(self) -> SelfExplaining:
         return self._shapnet
 
     @property
@@ -402,15 +400,22 @@ class LayerShapNetAttribution(LayerAttribution):
         return phi.permute(0, 3, 1, 2) if phi.dim() == 4 else phi
 
 
-def _shapley_layers(model: ShapNet) -> list[nn.Module]:
+def _shapley_layers(model: SelfExplaining) -> list[nn.Module]:
     """The model's Shapley layers in order: ``layers`` (Deep), ``stages`` (Vision) or the single ``layer``."""
     for name in ("layers", "stages"):
-        if isinstance(getattr(model, name, None), nn.ModuleList):
-            return list(getattr(model, name))
-    return [cast(nn.Module, model.layer)]  # a ShallowShapNet's one ShapleyLayer
+        found = getattr(model, name, None)
+        if isinstance(found, nn.ModuleList):
+            return list(found)
+    layer = getattr(model, "layer", None)  # a ShallowShapNet's one ShapleyLayer
+    if isinstance(layer, nn.Module):
+        return [layer]
+    raise TypeError(
+        f"LayerShapNetAttribution needs a model with Shapley layers (model.layers, model.stages or "
+        f"model.layer: a ShapNet), got a {type(model).__name__}."
+    )
 
 
-def _representation(model: ShapNet, x: torch.Tensor, index: int) -> torch.Tensor:
+def _representation(model: SelfExplaining, x: torch.Tensor, index: int) -> torch.Tensor:
     """``Phi^(index)`` channel-last: ``(B, F, C)`` or ``(B, H, W, C)``; ``index = -1`` is ``x - reference``."""
     if index < 0:
         delta = x - model.reference.to(x)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapnet import ShapNet, is_self_explaining, output_indices
+from shapnet import SelfExplaining, ShapNet, is_self_explaining, output_indices
 
 from ._unwrap import as_shapnet
 
@@ -214,7 +214,7 @@ def auc(curves: object, dx: float = 1.0) -> np.ndarray | np.float64:
     return np.trapezoid(values, dx=dx, axis=-1)
 
 
-def _unwrap(model: object) -> tuple[ShapNet, QuantusModel | None]:
+def _unwrap(model: object) -> tuple[SelfExplaining, QuantusModel | None]:
     """The ShapNet inside ``model``, and the :class:`QuantusModel` around it (None if there is none)."""
     get_model = getattr(model, "get_model", None)
     if not isinstance(model, nn.Module) and callable(get_model):

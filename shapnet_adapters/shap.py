@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import shap
 import torch
+from torch import nn
 
-from shapnet import ShapNet, accepts_any_baseline, check_output_indices
+from shapnet import SelfExplaining, ShapNet, accepts_any_baseline, check_output_indices
 from shapnet import load as load_shapnet
 from shapnet import save as save_shapnet
 
@@ -49,19 +50,19 @@ class ShapNetModel(shap.models.Model):
         log_odds: see above.
     """
 
-    shapnet: ShapNet
+    shapnet: SelfExplaining
     log_odds: bool
 
-    def __init__(self, model: ShapNet | ShapNetModel, log_odds: bool = False) -> None:
+    def __init__(self, model: ShapNet | nn.Module | ShapNetModel, log_odds: bool = False) -> None:
         if isinstance(model, ShapNetModel):
             log_odds = log_odds or model.log_odds
-            model = model.shapnet
-        model = as_shapnet(model, type(self).__name__)
-        self.shapnet = model
+        inner = model.shapnet if isinstance(model, ShapNetModel) else model
+        self.shapnet = as_shapnet(inner, type(self).__name__)
         self.log_odds = bool(log_odds)
-        if self.log_odds and model.n_outputs != 2:
+        if self.log_odds and self.shapnet.n_outputs != 2:
             raise ValueError(
-                f"log_odds=True needs a model with 2 outputs (a binary classifier), got {model.n_outputs}."
+                "log_odds=True needs a model with 2 outputs (a binary classifier), got "
+                f"{self.shapnet.n_outputs}."
             )
         super().__init__(self.predict)
 
@@ -83,6 +84,11 @@ class ShapNetModel(shap.models.Model):
 
     def save(self, out_file: BinaryIO) -> None:
         """Write the model as a :func:`shapnet.save` checkpoint (weights and config, no pickled code)."""
+        if not isinstance(self.shapnet, ShapNet):  # checked before anything is written to out_file
+            raise TypeError(
+                f"ShapNetModel.save writes a shapnet.save checkpoint, which holds a ShapNet (or a HarsanyiNet); "
+                f"got a {type(self.shapnet).__name__}."
+            )
         super(shap.models.Model, self).save(out_file)  # shap's class marker, without Model's pickled module
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "model.pt")
@@ -148,7 +154,7 @@ class ShapNetExplainer(shap.Explainer):
 
     def __init__(
         self,
-        model: ShapNet | ShapNetModel,
+        model: ShapNet | nn.Module | ShapNetModel,
         masker: object = None,
         link: Callable[..., Any] = shap.links.identity,
         algorithm: str = "auto",
@@ -222,7 +228,7 @@ class ShapNetExplainer(shap.Explainer):
 
     # -- construction helpers ------------------------------------------------- #
     @property
-    def shapnet(self) -> ShapNet:
+    def shapnet(self) -> SelfExplaining:
         """The explained torch module."""
         return self.model.shapnet
 
@@ -544,7 +550,7 @@ class ShapNetExplainer(shap.Explainer):
         return self.model.combine(torch.cat(effects)).cpu().numpy()
 
 
-def as_tensor(X: object, model: ShapNet) -> torch.Tensor:
+def as_tensor(X: object, model: SelfExplaining) -> torch.Tensor:
     """``X`` (numpy array, tensor or DataFrame) as a tensor in ``model``'s dtype and device."""
     if isinstance(X, pd.DataFrame):
         X = X.to_numpy(dtype=np.float64)
@@ -566,7 +572,7 @@ def as_tensor(X: object, model: ShapNet) -> torch.Tensor:
 
 
 def _average_over_background(
-    model: ShapNet, x: torch.Tensor, background: torch.Tensor
+    model: SelfExplaining, x: torch.Tensor, background: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A Shallow ShapNet's values averaged over baselines: exact for the interventional game
     ``v(S) = mean_g f(x_S, background_g)`` (Shapley values are linear in the game)."""

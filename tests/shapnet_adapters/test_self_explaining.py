@@ -36,3 +36,18 @@ def test_quantus_explain_func_on_images() -> None:
     out = explain_func(model=model, inputs=x, targets=targets)
     per_pixel = model.explain(torch.from_numpy(x)).values.detach().numpy()  # (B, H, W, K)
     np.testing.assert_allclose(out[:, 0], per_pixel[np.arange(4), :, :, targets], rtol=1e-5, atol=1e-6)
+
+
+def test_what_needs_a_shapnet_says_so_for_fastshap() -> None:
+    import io
+
+    from shapnet_adapters.captum import LayerShapNetAttribution
+    from shapnet_adapters.shap import ShapNetModel
+
+    fastshap = _models()[1]
+    out = io.BytesIO()
+    with pytest.raises(TypeError, match=r"shapnet\.save checkpoint.*got a FastSHAP"):
+        ShapNetModel(fastshap).save(out)
+    assert out.getvalue() == b""  # refused before anything is written
+    with pytest.raises(TypeError, match="needs a model with Shapley layers.*got a FastSHAP"):
+        LayerShapNetAttribution(fastshap, 0)
