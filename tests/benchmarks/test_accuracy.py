@@ -128,19 +128,24 @@ def test_bad_names_fail_cleanly_and_leave_nothing(tmp_path, capsys) -> None:
     assert not out.exists()  # wine's cell was not run: every dataset loads first
 
 
-def test_vision_cell_on_digits_trains_a_vision_shapnet(monkeypatch) -> None:
+def small_digits(n_train: int, n_test: int = 100):
+    """The first rows of scikit-learn's digits (8x8 images, 10 classes)."""
     from shapnet.datasets import load_dataset
 
     ds = load_dataset("digits", random_state=0)
-    small = type(ds)(
+    return type(ds)(
         **{
             **ds.__dict__,
-            "X_train": ds.X_train[:200],
-            "y_train": ds.y_train[:200],
-            "X_test": ds.X_test[:100],
-            "y_test": ds.y_test[:100],
+            "X_train": ds.X_train[:n_train],
+            "y_train": ds.y_train[:n_train],
+            "X_test": ds.X_test[:n_test],
+            "y_test": ds.y_test[:n_test],
         }
     )
+
+
+def test_vision_cell_on_digits_trains_a_vision_shapnet(monkeypatch) -> None:
+    small = small_digits(200)
     monkeypatch.setattr(accuracy, "VISION_EPOCHS", 1)
     torch.manual_seed(0)
     row = accuracy.run_cell(small, "vision", 0)
@@ -151,7 +156,6 @@ def test_vision_cell_on_digits_trains_a_vision_shapnet(monkeypatch) -> None:
 def test_harsanyi_cells_on_a_table_and_on_images(monkeypatch) -> None:
     """``harsanyi``: the estimator's HarsanyiNet on tables; a VisionHarsanyiNet on image sets (ROAR recipe)."""
     from shapnet import HarsanyiNet, VisionHarsanyiNet
-    from shapnet.datasets import load_dataset
 
     monkeypatch.setattr(accuracy, "DEFAULT_RECIPE", (20, 64))
     rng = np.random.default_rng(0)
@@ -166,17 +170,7 @@ def test_harsanyi_cells_on_a_table_and_on_images(monkeypatch) -> None:
     deep = frame.set_index("model").loc["deep", "score"]
     assert line["harsanyi - deep (pts)"] == f"{100 * (cell['score'] - deep):+.2f}"
 
-    ds = load_dataset("digits", random_state=0)
-    small = type(ds)(
-        **{
-            **ds.__dict__,
-            "X_train": ds.X_train[:300],
-            "y_train": ds.y_train[:300],
-            "X_test": ds.X_test[:100],
-            "y_test": ds.y_test[:100],
-        }
-    )
-    row = accuracy.run_cell(small, "harsanyi", 0)
+    row = accuracy.run_cell(small_digits(300), "harsanyi", 0)
     model = VisionHarsanyiNet(1, 10, image_size=(8, 8), channels=16, n_layers=2)
     assert row["params"] == sum(p.numel() for p in model.parameters()) and row["epochs"] == 6
     assert row["score"] > 0.5  # 10 classes: chance is 0.1
