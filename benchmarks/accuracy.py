@@ -83,8 +83,9 @@ LABELS = {
     "hgb": "HistGradientBoosting",
 }
 
-#: Training recipe of the neural models per dataset: (max_epochs, batch_size). Early stopping (patience 5
-#: on a 10% validation split) usually ends training well before max_epochs on the small sets.
+#: Training recipe of the neural models per dataset: (max_epochs, batch_size). Early stopping on a 10%
+#: validation split (patience 20, the estimators' default, for the ShapNets and HarsanyiNet; 5 for the MLP)
+#: usually ends training well before max_epochs on the small sets.
 RECIPES = {"adult": (20, 256), "mnist": (10, 256)}
 DEFAULT_RECIPE = (100, 64)
 LR = 3e-3
