@@ -33,6 +33,16 @@ def _as_index(value: object, what: str) -> int:
     raise TypeError(f"{what} must be an int, got {type(value).__name__} ({value!r}).")
 
 
+def _check_unsigned(values: np.ndarray, n_outputs: int, name: str) -> None:
+    """Reject unsigned indices ``>= K`` before they are cast to int64, where the largest wrap to negatives."""
+    too_large = values[values >= n_outputs]
+    if too_large.size:
+        got = sorted({int(v) for v in too_large.reshape(-1)})
+        raise ValueError(
+            f"{name} must {_bounds(n_outputs, False)} (the model has {n_outputs} outputs), got {got}."
+        )
+
+
 def _bounds(n_outputs: int, negative: bool) -> str:
     return f"lie in [{-n_outputs}, {n_outputs - 1}]" if negative else f"be in [0, {n_outputs})"
 
@@ -65,12 +75,16 @@ def check_output_indices(
                 f"{name} must hold integer indices (integer class indices), got dtype {array.dtype}. "
                 f"Use {name}.long()."
             )
+        if not array.dtype.is_signed:  # unsigned: large values would wrap to negatives in int64
+            _check_unsigned(array.cpu().numpy(), n_outputs, name)
         array = array.to(torch.long)
     elif isinstance(indices, np.ndarray):
         if not np.issubdtype(indices.dtype, np.integer):
             raise TypeError(
                 f"{name} must hold integer indices (integer class indices), got dtype {indices.dtype}."
             )
+        if np.issubdtype(indices.dtype, np.unsignedinteger):
+            _check_unsigned(indices, n_outputs, name)
         array = torch.from_numpy(indices.astype(np.int64))
     elif isinstance(indices, Sequence) and not isinstance(indices, (str, bytes)):
         flat = [_as_index(entry, f"{name}[{position}]") for position, entry in enumerate(indices)]

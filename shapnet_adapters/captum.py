@@ -6,6 +6,8 @@ per call, no sampling, no gradients), laid out as Captum expects: per target, th
 
 from __future__ import annotations
 
+import math
+
 import torch
 from captum.attr import Attribution, LayerAttribution
 from captum.log import log_usage
@@ -284,6 +286,12 @@ def _target_indices(target: TargetType, batch: int, n_outputs: int) -> torch.Ten
                 f"so the tuple must have one element, got {target!r}."
             )
         target = target[0]
+        shape = getattr(target, "shape", None)  # a tensor or an array
+        if shape is not None and math.prod(shape) != 1:
+            raise TypeError(
+                "a tuple target holds one output index (an int) for every row; for one target per row pass "
+                f"a list or a (B,) tensor, got a tuple holding shape {tuple(shape)}."
+            )
     elif isinstance(target, list):
         if len(target) != batch:
             raise ValueError(

@@ -72,3 +72,16 @@ def test_check_output_indices_keeps_the_shape() -> None:
     assert check_output_indices(-1, 3).dim() == 0 and int(check_output_indices(-1, 3)) == 2
     with pytest.raises(ValueError, match=r"entries of outputs must lie in \[-3, 2\]"):
         check_output_indices(np.array([[0, 3]]), 3, name="outputs")
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [np.array([0, 2**64 - 1], dtype=np.uint64), np.array([0, 200], dtype=np.uint8), torch.tensor([0, 200], dtype=torch.uint8)],
+    ids=["uint64-max", "uint8-array", "uint8-tensor"],
+)
+def test_unsigned_indices_out_of_range_never_wrap(indices) -> None:
+    """Unsigned indices are checked before the cast to int64, where 2**64 - 1 would become -1 (the last
+    output)."""
+    with pytest.raises(ValueError, match=r"must be in \[0, 4\)"):
+        check_output_indices(indices, 4)
+    assert check_output_indices(np.array([0, 3], dtype=np.uint64), 4).tolist() == [0, 3]

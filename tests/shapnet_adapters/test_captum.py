@@ -78,6 +78,18 @@ def test_tuple_in_tuple_out(model) -> None:
         attribution.attribute((x, x), target=0)
 
 
+def test_a_tuple_target_is_one_index(model) -> None:
+    """Captum reads a tuple target as an index into the output's trailing dimensions: one output for every
+    row. A tuple holding one index per row is refused rather than read as a per-row target."""
+    x = torch.randn(B, *model.input_shape)
+    attribution = ShapNetAttribution(model)
+    torch.testing.assert_close(
+        attribution.attribute(x, target=(torch.tensor(1),)), attribution.attribute(x, target=1)
+    )
+    with pytest.raises(TypeError, match="a tuple target holds one output index"):
+        attribution.attribute(x, target=(torch.arange(B) % 2,))
+
+
 def test_image_attributions_split_pixels_over_channels() -> None:
     model = VisionShapNet(2, 3, stages=[Stage(4, hidden=(8,))], image_size=(4, 4), readout_hidden=(8,)).eval()
     x = torch.randn(B, 2, 4, 4)
