@@ -253,15 +253,15 @@ def _needs_shapnet(model: nn.Module, n_features: int) -> str | None:
     )
 
 
-def _max_features(limit: int) -> SupportsFn:
-    def requirement(model: nn.Module, n_features: int) -> str | None:
-        if n_features <= limit:
-            return None
-        return (
-            f"exact enumeration needs d <= {limit} features (2**d coalitions per row), got d = {n_features}"
-        )
+def _at_most_features(limit: int, model: nn.Module, n_features: int) -> str | None:
+    if n_features <= limit:
+        return None
+    return f"exact enumeration needs d <= {limit} features (2**d coalitions per row), got d = {n_features}"
 
-    return requirement
+
+def _max_features(limit: int) -> SupportsFn:
+    # A partial of a module-level function, not a closure: method specs pickle (Dask ships them).
+    return functools.partial(_at_most_features, limit)
 
 
 _NONLINEAR_MODULES = (nn.ReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softplus)

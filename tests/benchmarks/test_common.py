@@ -174,3 +174,14 @@ def test_exit_status_reports_what_was_written_or_one_error_line(capsys) -> None:
     with pytest.raises(KeyError):  # only the errors named are reported as one line; bugs keep their traceback
         common.exit_status(breaks)
     assert common.exit_status(breaks, errors=(KeyError,)) == 2
+
+
+def test_every_registry_method_pickles() -> None:
+    """Dask ships method specs to its workers by pickling them: every entry of the registry must survive."""
+    import pickle
+
+    from benchmarks.methods import get_method, list_methods
+
+    for name in list_methods():
+        spec = get_method(name)
+        assert pickle.loads(pickle.dumps(spec)).name == spec.name
