@@ -212,14 +212,16 @@ def time_to_reach(points: Sequence[tuple[float, float]], target_error: float) ->
     Returns:
         ``{"status": "interpolated" | "first budget" | "not reached", "seconds": float | None,
         "budget_index": index of the first budget at or below the target (None if not reached)}``.
-        ``"first budget"`` means even the smallest budget is at least as accurate, so ``seconds`` is an
-        upper bound.
+        ``"first budget"`` means no smaller budget gives a usable bracket: even the smallest budget is at
+        least as accurate, or the budget before it failed (a non-finite error, or one above 1, worse than
+        attributing nothing), so ``seconds`` is an upper bound.
     """
     floor = 1e-300  # exact methods reach ~1e-8; keep the logarithms finite
     for i, (sec, err) in enumerate(points):
         if err <= target_error:
-            if i == 0:
-                return {"status": "first budget", "seconds": float(sec), "budget_index": 0}
+            before = points[i - 1][1] if i else math.nan
+            if not (math.isfinite(before) and before <= 1.0):  # nothing to interpolate from
+                return {"status": "first budget", "seconds": float(sec), "budget_index": i}
             (s0, e0), (s1, e1) = points[i - 1], (sec, err)
             le0, le1, lt = (
                 math.log(max(e0, floor)),

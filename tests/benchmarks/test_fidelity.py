@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,10 @@ def test_time_to_reach_interpolates_in_log_log() -> None:
     hit = fidelity.time_to_reach([(1.0, 0.1), (100.0, 0.01)], 10**-1.5)
     assert hit["status"] == "interpolated" and hit["seconds"] == pytest.approx(10.0)
     assert fidelity.time_to_reach([(1.0, 0.1)], 0.5)["status"] == "first budget"
+    # A failed fit before the hit (Kernel SHAP's error 7e15 at a tiny budget) is no bracket: an upper bound.
+    failed = fidelity.time_to_reach([(1.0, 7e15), (2.0, 0.2)], 0.3)
+    assert failed == {"status": "first budget", "seconds": 2.0, "budget_index": 1}
+    assert fidelity.time_to_reach([(1.0, math.nan), (2.0, 0.2)], 0.3)["status"] == "first budget"
     assert fidelity.time_to_reach([(1.0, 0.1), (2.0, 0.05)], 0.01) == {
         "status": "not reached",
         "seconds": None,
