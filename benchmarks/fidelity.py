@@ -435,8 +435,13 @@ def _ratio_sentences(ratios: dict[str, Any]) -> list[str]:
                 f"> {e['ratio_lower_bound']:.3g}x ShapNet's time."
             )
             continue
-        if e["status"] == "first budget":
+        if e["status"] == "first budget" and e["first_budget_reaching"] == e["budgets"][0]:
             how = f"even its smallest budget tried, {e['budgets'][0]}, does: an upper bound"
+        elif e["status"] == "first budget":
+            how = (
+                f"first reached at budget {e['first_budget_reaching']}, after a failed smaller budget: "
+                "an upper bound"
+            )
         else:
             how = f"first reached at budget {e['first_budget_reaching']}, log-log interpolated"
         lines.append(
