@@ -88,6 +88,7 @@ LABELS = {
 #: usually ends training well before max_epochs on the small sets.
 RECIPES = {"adult": (20, 256), "mnist": (10, 256)}
 DEFAULT_RECIPE = (100, 64)
+SCALED_SUFFIX = "_scaled_y"  # a dataset whose regression target --scale-target standardised
 LR = 3e-3
 DEEP_KWARGS = {"channels": 16, "hidden": (64,)}
 #: VisionShapNet on digits: the recipe of ``python -m shapnet.training --dataset digits`` (lr 1e-2, batch 64).
@@ -151,7 +152,7 @@ def run_cell(ds: Any, model: str, seed: int, vision_checkpoint: str | None = Non
         X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
     n_features = X_train.shape[1] if not vision else int(np.prod(ds.image_shape[1:]))
     n_outputs = ds.n_classes if classification else 1
-    max_epochs, batch_size = RECIPES.get(ds.name, DEFAULT_RECIPE)
+    max_epochs, batch_size = RECIPES.get(ds.name.removesuffix(SCALED_SUFFIX), DEFAULT_RECIPE)
     row: dict[str, Any] = {
         "dataset": ds.name,
         "model": model,
@@ -360,7 +361,7 @@ def _scaled_target(ds: Dataset) -> Dataset:
     mean, std = float(np.mean(ds.y_train)), float(np.std(ds.y_train)) or 1.0
     return dataclasses.replace(
         ds,
-        name=f"{ds.name}_scaled_y",
+        name=f"{ds.name}{SCALED_SUFFIX}",
         y_train=((ds.y_train - mean) / std).astype(np.float32),
         y_test=((ds.y_test - mean) / std).astype(np.float32),
     )
@@ -431,7 +432,10 @@ def run_accuracy(
     cells = None if out is None else cell_file(prepare_out(out) / "cells.csv")
     rows = [] if cells is None else cells.read()
     done = {(r["dataset"], r["model"], r["seed"]) for r in rows}
-    seeds_of = {ds.name: list(seeds)[:1] if ds.name in single_seed else list(seeds) for ds in datasets}
+    seeds_of = {
+        ds.name: list(seeds)[:1] if ds.name.removesuffix(SCALED_SUFFIX) in single_seed else list(seeds)
+        for ds in datasets
+    }
     todo = [
         (ds, m, s)
         for ds in datasets
