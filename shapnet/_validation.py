@@ -1,6 +1,8 @@
 """Input and argument checks shared by every public entry point (models, layers, exact_shapley, io).
 
-Declared once here, in the style of :func:`sklearn.utils.check_scalar`: a wrong *type* raises ``TypeError``,
+Declared once here, in the style (and with the messages) of :func:`sklearn.utils.check_scalar`, which is not
+imported: it would pull all of scikit-learn (about a second) into every ``import shapnet``, every Dask
+worker and every DDP rank. A wrong *type* raises ``TypeError``,
 a value out of range raises ``ValueError``, and every message names what was expected, what was given and,
 where there is one, the fix. The checks are cheap (one pass over ``x`` for finiteness), because they run on
 every call. See ``docs/guide/bad-input.md`` for the list of what is checked where.
@@ -10,10 +12,8 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import cast
 
 import torch
-from sklearn.utils import check_scalar
 
 __all__ = [
     "check_finite",
@@ -36,12 +36,18 @@ def check_int(
 
     Raises:
         TypeError: not an integer (e.g. ``1.5``, ``"2"``, ``True``).
-        ValueError: out of range (the message is scikit-learn's, e.g. ``"channels == 0, must be >= 1."``).
+        ValueError: out of range (scikit-learn's message, e.g. ``"channels == 0, must be >= 1."``).
     """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got a bool ({value!r}).")
-    check_scalar(value, name, numbers.Integral, min_val=min_val, max_val=max_val)
-    return int(cast(numbers.Integral, value))  # check_scalar has checked it
+    if not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an instance of int, not {type(value).__qualname__}.")
+    number = int(value)
+    if min_val is not None and number < min_val:
+        raise ValueError(f"{name} == {value}, must be >= {min_val}.")
+    if max_val is not None and number > max_val:
+        raise ValueError(f"{name} == {value}, must be <= {max_val}.")
+    return number
 
 
 def check_positive_int(value: object, name: str) -> int:
