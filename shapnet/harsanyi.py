@@ -76,6 +76,21 @@ def _shares(fields: torch.Tensor) -> torch.Tensor:
     return fields / fields.sum(1, keepdim=True).clamp_min(1)
 
 
+def _fields_of(model: HarsanyiNet | VisionHarsanyiNet) -> list[torch.Tensor]:
+    """``model.receptive_fields()``, recomputed only when a unit's choice of children can have changed.
+
+    The fields depend only on the signs of ``tau``; computing them costs as much as a third of an image
+    explanation (``(P, P)`` per layer), and explaining does not change them. The key is each ``tau``'s
+    storage and version counter, which an optimiser step, ``load_state_dict`` or ``.to()`` changes.
+    """
+    key = tuple((tau.data_ptr(), tau._version) for tau in model.tau)
+    cached = model.__dict__.get("_fields_cache")
+    if cached is None or cached[0] != key:
+        cached = (key, model.receptive_fields())
+        model.__dict__["_fields_cache"] = cached  # a plain attribute: not state, not saved
+    return cached[1]
+
+
 def _check_gate(child_ratio: float, gamma: float, slope: float) -> None:
     """The children's initial share and the AND gate's settings, shared by both HarsanyiNets."""
     if not 0 < child_ratio <= 1:
@@ -166,7 +181,7 @@ class HarsanyiNet(ShapNet):
         z = x - self.reference.to(x)  # (B, F): exactly 0 where a feature is at its reference
         values = x.new_zeros(x.shape[0], x.shape[1], self.n_outputs)  # (B, F, K)
         predictions = self.bias.to(x).expand(x.shape[0], -1)
-        fields = self.receptive_fields()
+        fields = _fields_of(self)
         layer_values = []
         for weight, tau, readout, field in zip(self.weights, self.tau, self.readout, fields):
             children = _ChildSelect.apply(tau, self.slope)  # (H, J)
@@ -297,7 +312,7 @@ class VisionHarsanyiNet(ShapNet):
         values = x.new_zeros(batch, height * width, self.n_outputs)  # (B, P, K)
         predictions = self.bias.to(x).expand(batch, -1)
         layer_values = []
-        for conv, tau, readout, field in zip(self.convs, self.tau, self.readout, self.receptive_fields()):
+        for conv, tau, readout, field in zip(self.convs, self.tau, self.readout, _fields_of(self)):
             children = self._children(tau)  # (9, P)
             patches = F.unfold(z, 3, padding=1).unflatten(1, (-1, 9)) * children  # (B, C, 9, P)
             strength = torch.tanh(self.gamma * z.abs().sum(1, keepdim=True))  # (B, 1, H, W)

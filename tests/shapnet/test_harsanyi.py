@@ -116,3 +116,20 @@ def test_trains_with_the_training_loop() -> None:
     model = HarsanyiNet(4, 2, hidden=(32, 32), child_ratio=0.5)
     fit(model, X, y, epochs=40, batch_size=64, lr=1e-2)
     assert evaluate(model, X, y) > 0.8
+
+
+@pytest.mark.parametrize("make", [lambda: HarsanyiNet(6, 2, hidden=(5, 4)), lambda: VisionHarsanyiNet(1, 2, image_size=4)])
+def test_cached_receptive_fields_follow_every_change_of_the_children(make) -> None:
+    """The fields are cached between explanations; an in-place change of ``tau`` (an optimiser step, loading
+    weights) must refresh them, so values stay exact."""
+    torch.manual_seed(0)
+    model = make().double()
+    x = torch.randn(3, *model.input_shape, dtype=torch.float64)
+    with torch.no_grad():
+        model.explain(x)  # fills the cache
+        for tau in model.tau:
+            tau.neg_()  # every unit now chooses the other children
+        fresh = make().double()
+        fresh.load_state_dict(model.state_dict())
+        torch.testing.assert_close(model.explain(x).values, fresh.explain(x).values)
+    assert all(torch.equal(a, b) for a, b in zip(model.receptive_fields(), fresh.receptive_fields()))
